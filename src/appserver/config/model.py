@@ -1,0 +1,422 @@
+"""The one definition of every setting.
+
+Each field of :class:`Config` carries everything anyone needs to know about a setting: its
+Python keyword (uvicorn's flat name), type, default, bounds and documentation, plus its location
+in the TOML file (``json_schema_extra["toml"]``) and, where it has one, its command-line flag.
+The environment variable is derived: ``APPSERVER_`` + the keyword in upper case. The README
+reference, the JSON Schema, ``appserver check`` and the CLI all read these fields; nothing keeps a
+second list.
+
+Config is data. Validation never opens a socket or imports the app; :meth:`Config.load` does
+that work (in ``appserver.runtime.loader``) and records what it built.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from appserver.config.units import parse_duration, parse_size
+from appserver.errors import ConfigError
+
+if TYPE_CHECKING:
+    from appserver.runtime.loader import Loaded
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_FIELD_VALUE = re.compile(rb"^[\x09\x20-\x7e\x80-\xff]*$")
+
+
+def setting(
+    default: Any,
+    *,
+    toml: str | None,
+    doc: str,
+    cli: str | None = None,
+    **constraints: Any,
+) -> Any:
+    """Declare a setting. ``toml`` is its dotted path in the file (None: Python only)."""
+    extra: dict[str, Any] = {"toml": toml}
+    if cli is not None:
+        extra["cli"] = cli
+    return Field(default, description=doc, json_schema_extra=extra, **constraints)
+
+
+class Config(BaseModel):
+    """Server configuration; keyword names follow uvicorn's ``Config``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        arbitrary_types_allowed=True,
+        validate_default=False,
+    )
+
+    # --- the application -------------------------------------------------------------------
+    app: Any = setting(
+        None,
+        toml="app",
+        cli="--app",
+        doc='The ASGI application: an import string "module:attribute" '
+        "(or, from Python, the callable itself).",
+    )
+    factory: bool = setting(
+        False,
+        toml="factory",
+        cli="--factory",
+        doc="Treat `app` as a zero-argument factory that returns the application.",
+    )
+    app_dir: str | None = setting(
+        None,
+        toml="app_dir",
+        cli="--app-dir",
+        doc="Directory put first on sys.path before the app is imported.",
+    )
+    interface: Literal["auto", "asgi3", "asgi2"] = setting(
+        "auto",
+        toml="interface",
+        doc="ASGI interface of the app; auto tells ASGI 2 from ASGI 3 by its signature.",
+    )
+    lifespan: Literal["auto", "on", "off"] = setting(
+        "auto",
+        toml="lifespan",
+        cli="--lifespan",
+        doc="Lifespan protocol: on (failure is fatal), off, or auto (used if the app supports it).",
+    )
+    root_path: str = setting(
+        "",
+        toml="root_path",
+        cli="--root-path",
+        doc="ASGI root_path, for an app mounted below a path prefix by a proxy.",
+    )
+
+    # --- sockets and implementation -----------------------------------------------------------
+    host: str = setting("127.0.0.1", toml="server.host", cli="--host", doc="Interface to bind to.")
+    port: int = setting(
+        8000,
+        toml="server.port",
+        cli="--port",
+        doc="TCP port to bind to (0: any free port).",
+        ge=0,
+        le=65535,
+    )
+    uds: str | None = setting(
+        None, toml="server.uds", cli="--uds", doc="Bind to this Unix domain socket path instead."
+    )
+    fd: int | None = setting(
+        None,
+        toml="server.fd",
+        cli="--fd",
+        doc="Serve on this inherited, already bound file descriptor.",
+        ge=0,
+    )
+    backlog: int = setting(
+        2048,
+        toml="server.backlog",
+        cli="--backlog",
+        doc="Listen backlog: connections the kernel queues.",
+        ge=1,
+    )
+    loop: Literal["auto", "asyncio", "uvloop"] = setting(
+        "auto",
+        toml="server.loop",
+        cli="--loop",
+        doc="Event loop: auto prefers uvloop when installed.",
+    )
+    http: Literal["auto", "h11", "httptools"] = setting(
+        "auto",
+        toml="server.http",
+        cli="--http",
+        doc="HTTP/1.1 parser: auto prefers httptools when installed.",
+    )
+
+    # --- limits ------------------------------------------------------------------------------------
+    limit_concurrency: int | None = setting(
+        None,
+        toml="limits.concurrency",
+        cli="--limit-concurrency",
+        doc="Answer 503 once this many connections or requests are active.",
+        ge=1,
+    )
+    limit_max_requests: int | None = setting(
+        None,
+        toml="limits.max_requests",
+        cli="--limit-max-requests",
+        doc="Exit cleanly after this many responses (a supervisor restarts the process).",
+        ge=1,
+    )
+    limit_max_requests_jitter: int = setting(
+        0,
+        toml="limits.max_requests_jitter",
+        doc="Add a random 0..jitter to limit_max_requests so workers do not restart together.",
+        ge=0,
+    )
+
+    # --- timeouts ----------------------------------------------------------------------------------
+    timeout_keep_alive: Duration = setting(
+        5.0,
+        toml="timeouts.keep_alive",
+        cli="--timeout-keep-alive",
+        doc="Close a keep-alive connection idle for this long.",
+        gt=0,
+    )
+    timeout_graceful_shutdown: Duration | None = setting(
+        None,
+        toml="timeouts.graceful_shutdown",
+        cli="--timeout-graceful-shutdown",
+        doc="On shutdown, wait this long for in-flight requests before cancelling them "
+        "(unset: wait until they finish).",
+        ge=0,
+    )
+    timeout_notify: Duration = setting(
+        30.0,
+        toml="timeouts.notify",
+        doc="Interval between calls of callback_notify.",
+        gt=0,
+    )
+    callback_notify: Callable[[], Any] | None = setting(
+        None,
+        toml=None,
+        doc="Python only: an async callable run every timeout_notify seconds (a liveness ping).",
+    )
+
+    # --- response headers --------------------------------------------------------------------------
+    server_header: bool = setting(
+        True, toml="headers.server", cli="--server-header", doc="Send `server: appserver`."
+    )
+    date_header: bool = setting(
+        True, toml="headers.date", cli="--date-header", doc="Send a `date` header."
+    )
+    headers: list[tuple[str, str]] = setting(
+        [],
+        toml="headers.custom",
+        cli="--header",
+        doc='Extra response headers: a table {name = "value"}, or "name: value" strings.',
+    )
+
+    # --- proxies -----------------------------------------------------------------------------------
+    proxy_headers: bool = setting(
+        True,
+        toml="proxy.enabled",
+        cli="--proxy-headers",
+        doc="Take client address and scheme from X-Forwarded-For/-Proto sent by a trusted proxy.",
+    )
+    forwarded_allow_ips: list[str] = setting(
+        ["127.0.0.1"],
+        toml="proxy.trusted",
+        cli="--forwarded-allow-ips",
+        doc='Proxies trusted for X-Forwarded-* headers: IPs, CIDR networks, or "*" for all.',
+    )
+
+    # --- logging -----------------------------------------------------------------------------------
+    log_level: LogLevel = setting(
+        "info", toml="logging.level", cli="--log-level", doc="Lowest level of log records shown."
+    )
+    access_log: bool = setting(
+        True, toml="logging.access_log", cli="--access-log", doc="Log one line per response."
+    )
+    log_config: dict[str, Any] | str | None = setting(
+        "default",
+        toml="logging.config",
+        cli="--log-config",
+        doc='"default" (appserver\'s console logging), a logging config file (.json or .ini), '
+        "a dictConfig mapping, or none to leave logging as the program set it up.",
+    )
+
+    # --- websockets --------------------------------------------------------------------------------
+    ws: Literal["auto", "websockets", "none"] = setting(
+        "auto",
+        toml="websocket.protocol",
+        cli="--ws",
+        doc="WebSocket support: auto and websockets use the websockets library; none disables it.",
+    )
+    ws_max_size: Size = setting(
+        16 * 1024 * 1024,
+        toml="websocket.max_size",
+        cli="--ws-max-size",
+        doc="Largest incoming WebSocket message; larger ones close the connection with 1009.",
+        ge=1,
+    )
+    ws_max_queue: int = setting(
+        32,
+        toml="websocket.max_queue",
+        cli="--ws-max-queue",
+        doc="Incoming messages buffered for the app before reading pauses.",
+        ge=1,
+    )
+    ws_ping_interval: Duration | None = setting(
+        20.0,
+        toml="websocket.ping_interval",
+        cli="--ws-ping-interval",
+        doc="Send a ping this often (unset: never).",
+        gt=0,
+    )
+    ws_ping_timeout: Duration | None = setting(
+        20.0,
+        toml="websocket.ping_timeout",
+        cli="--ws-ping-timeout",
+        doc="Close with 1011 when a ping is not answered within this time (unset: wait forever).",
+        gt=0,
+    )
+    ws_per_message_deflate: bool = setting(
+        True,
+        toml="websocket.per_message_deflate",
+        cli="--ws-per-message-deflate",
+        doc="Offer the permessage-deflate compression extension.",
+    )
+
+    _loaded: Loaded | None = PrivateAttr(default=None)
+
+    def __init__(self, app: Any = None, /, **data: Any) -> None:
+        # uvicorn accepts the app positionally: Config(app, port=...).
+        if app is not None:
+            data["app"] = app
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError.from_validation_error(exc, type(self)) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            raise ConfigError.from_validation_error(exc, type(self)) from None
+
+    # --- validators --------------------------------------------------------------------------------
+    @field_validator("app")
+    @classmethod
+    def _check_app(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            module, sep, attr = value.partition(":")
+            if not sep or not module or not attr:
+                raise ValueError(f'expected an import string "module:attribute", got {value!r}')
+        elif value is not None and not callable(value):
+            raise ValueError('expected an import string "module:attribute" or an ASGI callable')
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("log_config", mode="before")
+    @classmethod
+    def _none_log_config(cls, value: Any) -> Any:
+        # TOML and environment variables cannot say None.
+        return None if isinstance(value, str) and value.lower() in ("none", "") else value
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _split_headers(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return [(str(k), str(v)) for k, v in value.items()]
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list | tuple):
+            pairs: list[Any] = []
+            for item in value:
+                if isinstance(item, str):
+                    name, sep, val = item.partition(":")
+                    if not sep:
+                        raise ValueError(f'expected "name: value", got {item!r}')
+                    pairs.append((name.strip(), val.strip()))
+                else:
+                    pairs.append(item)
+            return pairs
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        for name, val in value:
+            if not _TOKEN.match(name.encode("latin-1", "replace")):
+                raise ValueError(f"header name {name!r} is not a valid HTTP token")
+            if not _FIELD_VALUE.match(val.encode("latin-1", "replace")):
+                raise ValueError(f"header {name!r} has a value with control characters")
+        return value
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _split_ips(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_ips(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f'{item!r} is not an IP address, a CIDR network or "*"') from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_sockets(self) -> Config:
+        if self.uds is not None and self.fd is not None:
+            raise ValueError("uds and fd are exclusive: set one socket source")
+        return self
+
+    # --- loading -------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Import the app and resolve the protocol, loop and lifespan implementations.
+
+        Safe to call twice: the second call does nothing. Raises :class:`~appserver.errors.AppLoadError`
+        naming the import string when the app cannot be imported.
+        """
+        if self._loaded is None:
+            from appserver.runtime.loader import load
+
+            self._loaded = load(self)
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    def _require_loaded(self) -> Loaded:
+        if self._loaded is None:
+            raise AttributeError(
+                "config.load() has not been called: call it before Server.startup() "
+                "(Server.run() and Server.serve() call it for you)"
+            )
+        return self._loaded
+
+    @property
+    def loaded_app(self) -> Any:
+        return self._require_loaded().app
+
+    @property
+    def lifespan_class(self) -> Any:
+        return self._require_loaded().lifespan_class
+
+    @property
+    def http_protocol_class(self) -> Any:
+        return self._require_loaded().http_protocol_class
+
+    @property
+    def ws_protocol_class(self) -> Any:
+        return self._require_loaded().ws_protocol_class
+
+    @property
+    def encoded_headers(self) -> list[tuple[bytes, bytes]]:
+        """Custom headers as byte pairs, names lower-cased."""
+        return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]

@@ -1,0 +1,357 @@
+"""THE request/response cycle: one HTTP/1.1 exchange as an ASGI state machine, sans-IO.
+
+The runtime creates a :class:`RequestCycle` when a parser adapter reports a request head,
+feeds it body bytes and the end of the request, and lets the app drive it:
+
+* ``next_event()`` is the synchronous half of ASGI ``receive()``: the next message, or ``None``
+  when the runtime must wait for more bytes (or a disconnect) first.
+* ``on_send(message)`` is the synchronous half of ASGI ``send()``: it checks the message against
+  the response state and returns the bytes to write (often ``b""`` until there is something
+  worth a write: the head is held back so that head and a whole body go out in one write).
+
+Both parser adapters share this code, so h11 and httptools answer the same bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from appserver.errors import ClientDisconnected, ProtocolError
+from appserver.http.framing import Framing, request_keeps_alive, response_framing
+from appserver.http.proxy import TrustedProxies
+from appserver.http.response import (
+    CONTINUE_100,
+    AppHeaders,
+    encode_default_headers,
+    scan_headers,
+    simple_response,
+    status_line,
+)
+from appserver.http.target import split_target
+
+ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.4"}
+
+
+class DefaultHeaders:
+    """The headers every response carries (server, date, custom), kept encoded.
+
+    The server replaces them once a second (the Date header); each response reads ``encoded``,
+    so the per-request cost is one attribute lookup.
+    """
+
+    __slots__ = ("encoded", "pairs")
+
+    def __init__(self, pairs: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.pairs: list[tuple[bytes, bytes]] = []
+        self.encoded = b""
+        self.update(pairs or [])
+
+    def update(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        self.pairs = pairs
+        self.encoded = encode_default_headers(pairs)
+
+    def without(self, names: frozenset[bytes]) -> bytes:
+        return encode_default_headers(self.pairs, names)
+
+
+@dataclass
+class ConnectionInfo:
+    """What every request on one connection shares; built once when the connection opens."""
+
+    server: tuple[str, int] | None
+    client: tuple[str, int] | None
+    scheme: str  # "http" or "https"
+    root_path: str
+    defaults: DefaultHeaders
+    # Proxies whose X-Forwarded-* headers we believe, or None when this peer is not one.
+    proxy: TrustedProxies | None = None
+    app_state: dict[str, Any] = field(default_factory=dict)
+
+
+class ResponseState(enum.Enum):
+    WAITING = "waiting"  # no http.response.start yet
+    STARTED = "started"  # start received; head held back until the first body message
+    STREAMING = "streaming"  # head written, more body to come
+    DONE = "done"  # response complete
+
+
+_WAITING = ResponseState.WAITING
+_STARTED = ResponseState.STARTED
+_STREAMING = ResponseState.STREAMING
+_DONE = ResponseState.DONE
+
+
+class RequestCycle:
+    """One request and its response. See the module docstring for the calling contract."""
+
+    __slots__ = (
+        "_app_headers",
+        "_chunks",
+        "_continue_pending",
+        "_final_delivered",
+        "_framing",
+        "_remaining",
+        "buffered",
+        "defaults",
+        "disconnected",
+        "head_request",
+        "http_version",
+        "keep_alive",
+        "request_complete",
+        "response_state",
+        "scope",
+        "status",
+        "upgrade",
+    )
+
+    def __init__(
+        self,
+        conn: ConnectionInfo,
+        method: bytes,
+        target: bytes,
+        http_version: str,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Build the ASGI scope. ``headers`` must have lower-cased names. Raises ProtocolError."""
+        path, raw_path, query = split_target(target)
+        connection_close = False
+        expect_continue = False
+        upgrade: bytes | None = None
+        connection_upgrade = False
+        forwarded_for: bytes | None = None
+        forwarded_proto: bytes | None = None
+        # One pass over the headers for everything the cycle needs to know.
+        for name, value in headers:
+            if name == b"connection":
+                tokens = value.lower()
+                connection_close = connection_close or b"close" in tokens
+                connection_upgrade = connection_upgrade or b"upgrade" in tokens
+            elif name == b"expect":
+                expect_continue = value.lower() == b"100-continue"
+            elif name == b"upgrade":
+                upgrade = value.lower()
+            elif name == b"x-forwarded-for":
+                forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
+            elif name == b"x-forwarded-proto":
+                forwarded_proto = value
+
+        client = conn.client
+        scheme = conn.scheme
+        if conn.proxy is not None:
+            if forwarded_proto is not None:
+                proto = forwarded_proto.decode("latin-1").strip().lower()
+                if proto in ("http", "https", "ws", "wss"):
+                    scheme = proto
+            if forwarded_for is not None:
+                host = conn.proxy.client_host(forwarded_for.decode("latin-1"))
+                if host is not None:
+                    client = (host, 0)
+
+        root_path = conn.root_path
+        self.scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": ASGI_VERSIONS,
+            "http_version": http_version,
+            "server": conn.server,
+            "client": client,
+            "scheme": scheme,
+            "method": method.decode("ascii"),
+            "root_path": root_path,
+            # ASGI 2.x: path and raw_path include root_path.
+            "path": root_path + path if root_path else path,
+            "raw_path": root_path.encode("latin-1") + raw_path if root_path else raw_path,
+            "query_string": query,
+            "headers": headers,
+            "state": conn.app_state.copy(),
+        }
+        self.defaults = conn.defaults
+        self.http_version = http_version
+        self.head_request = method == b"HEAD"
+        self.keep_alive = request_keeps_alive(http_version, connection_close)
+        self.upgrade = upgrade if connection_upgrade else None
+        self._continue_pending = expect_continue and http_version == "1.1"
+        self._chunks: list[bytes] = []
+        self.buffered = 0
+        self.request_complete = False
+        self._final_delivered = False
+        self.disconnected = False
+        self.response_state = _WAITING
+        self.status = 0
+        self._app_headers: AppHeaders | None = None
+        self._framing = Framing.LENGTH
+        self._remaining = 0
+
+    # --- request side: fed by the runtime -------------------------------------------------------
+    def feed_body(self, data: bytes) -> None:
+        if self.response_state is not _DONE:
+            self._chunks.append(data)
+            self.buffered += len(data)
+
+    def end_request(self) -> None:
+        self.request_complete = True
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+
+    def take_continue(self) -> bytes:
+        """``100 Continue`` the first time the app asks for a body the client is holding back.
+
+        RFC 9110 §10.1.1: the client waits for it before sending the body; sending it only
+        when the app reads means an app that answers first never invites an unwanted upload.
+        """
+        if self._continue_pending and not self.request_complete and self.response_state is _WAITING:
+            self._continue_pending = False
+            return CONTINUE_100
+        return b""
+
+    def next_event(self) -> dict[str, Any] | None:
+        """The next ``receive()`` message, or None when there is nothing yet."""
+        if self.disconnected or self.response_state is _DONE:
+            return {"type": "http.disconnect"}
+        if self._final_delivered:
+            return None
+        chunks = self._chunks
+        if chunks or self.request_complete:
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            self.buffered = 0
+            more_body = not self.request_complete
+            self._final_delivered = not more_body
+            return {"type": "http.request", "body": body, "more_body": more_body}
+        return None
+
+    # --- response side: driven by the app -------------------------------------------------------
+    def on_send(self, message: Any) -> bytes:
+        """Check one ASGI message against the response state; return the bytes to write."""
+        try:
+            message_type = message["type"]
+        except (TypeError, KeyError):
+            raise ProtocolError(f"ASGI message without a type: {message!r}") from None
+        state = self.response_state
+        if self.disconnected:
+            raise ClientDisconnected("the client closed the connection")
+        if state is _WAITING:
+            if message_type != "http.response.start":
+                raise ProtocolError(f"expected 'http.response.start', got {message_type!r}")
+            status = message.get("status")
+            if type(status) is not int:
+                raise ProtocolError(f"response status must be an int, got {status!r}")
+            status_line(status)  # validates the range
+            app_headers = scan_headers(message.get("headers", ()))
+            self.status = status
+            self._app_headers = app_headers
+            if app_headers.close:
+                self.keep_alive = False
+            self.response_state = _STARTED
+            return b""
+        if state is _DONE:
+            raise ProtocolError(f"unexpected {message_type!r}: the response is already complete")
+        if message_type != "http.response.body":
+            raise ProtocolError(f"expected 'http.response.body', got {message_type!r}")
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if not isinstance(body, bytes | bytearray | memoryview):
+            raise ProtocolError(f"response body must be bytes, got {type(body).__name__}")
+        if state is _STARTED:
+            head = self._head(len(body), more_body)
+            self.response_state = _STREAMING
+            data = self._frame(body, more_body)
+            return head + data if data else head
+        return self._frame(body, more_body)
+
+    def start_streaming(self) -> bytes:
+        """Write the held-back head now, framed for a body still to come."""
+        if self.response_state is not _STARTED:
+            return b""
+        self.response_state = _STREAMING
+        return self._head(0, True)
+
+    def _head(self, first_length: int, more_body: bool) -> bytes:
+        app_headers = self._app_headers
+        assert app_headers is not None
+        framing = response_framing(
+            self.status,
+            self.head_request,
+            app_headers.content_length,
+            not more_body,
+            self.http_version,
+        )
+        self._framing = framing
+        defaults = (
+            self.defaults.without(app_headers.overrides)
+            if app_headers.overrides
+            else self.defaults.encoded
+        )
+        parts = [status_line(self.status), defaults, app_headers.encoded]
+        if framing is Framing.LENGTH:
+            if app_headers.content_length is None:
+                parts.append(b"content-length: %d\r\n" % first_length)
+                self._remaining = first_length
+            else:
+                self._remaining = app_headers.content_length
+        elif framing is Framing.CHUNKED:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        elif framing is Framing.CLOSE:
+            self.keep_alive = False
+        elif self.head_request and self.status >= 200 and self.status not in (204, 304):
+            # No body, but the head a GET would have got (RFC 9110 §9.3.2).
+            if app_headers.chunked:
+                parts.append(b"transfer-encoding: chunked\r\n")
+            elif app_headers.content_length is None and not more_body:
+                parts.append(b"content-length: %d\r\n" % first_length)
+        if not self.request_complete:
+            # The app answers before the whole request arrived. Reading and discarding an upload
+            # of unknown size is a gift to attackers; close instead, and say so up front so that
+            # pooled clients do not reuse the connection.
+            self.keep_alive = False
+        if not self.keep_alive and not app_headers.close:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def _frame(self, body: bytes, more_body: bool) -> bytes:
+        framing = self._framing
+        if not more_body:
+            self.response_state = _DONE
+        if framing is Framing.LENGTH:
+            remaining = self._remaining - len(body)
+            if remaining < 0:
+                self.response_state = _DONE
+                raise ProtocolError("response body longer than its Content-Length")
+            self._remaining = remaining
+            if not more_body and remaining:
+                raise ProtocolError("response body shorter than its Content-Length")
+            return bytes(body) if type(body) is not bytes else body
+        if framing is Framing.CHUNKED:
+            if body:
+                chunk = b"%x\r\n%s\r\n" % (len(body), body)
+                return chunk if more_body else chunk + b"0\r\n\r\n"
+            return b"" if more_body else b"0\r\n\r\n"
+        if framing is Framing.CLOSE:
+            return bytes(body)
+        return b""  # Framing.NO_BODY: HEAD, 1xx, 204, 304 drop what the app sends
+
+    # --- ends ------------------------------------------------------------------------------------
+    @property
+    def response_started(self) -> bool:
+        return self.response_state is not _WAITING
+
+    @property
+    def response_complete(self) -> bool:
+        return self.response_state is _DONE
+
+    def fail(self) -> bytes | None:
+        """The app failed. Return a 500 to write if nothing was written yet, else None.
+
+        None means the response is cut short: the connection must close, since the client can
+        no longer tell where this response ends.
+        """
+        if self.response_state is _WAITING or self.response_state is _STARTED:
+            self.response_state = _DONE
+            self.keep_alive = False
+            self.status = 500
+            return simple_response(500, b"Internal Server Error", self.defaults.encoded)
+        self.keep_alive = self.keep_alive and self.response_state is _DONE
+        return None

@@ -1,0 +1,70 @@
+"""h11 as a request parser: the pure-Python path, strict by design.
+
+h11 is a full connection state machine; we only use its reading half. After each complete
+request we start a fresh ``h11.Connection`` on the bytes that followed it (``trailing_data``),
+so responses never pass through h11: the shared cycle frames them, and both parsers answer
+with the same bytes.
+"""
+
+from __future__ import annotations
+
+import h11
+
+from appserver.http.parser import BadRequest, ParserSink
+
+
+class H11Parser:
+    __slots__ = ("_conn", "_max_head_size", "_sink", "_switched")
+
+    def __init__(self, sink: ParserSink, max_head_size: int = 64 * 1024) -> None:
+        self._sink = sink
+        self._max_head_size = max_head_size
+        self._conn = self._new_connection()
+        self._switched = False
+
+    def _new_connection(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head_size)
+
+    def feed(self, data: bytes) -> None:
+        if self._switched:
+            return
+        conn = self._conn
+        conn.receive_data(data)
+        sink = self._sink
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise BadRequest(str(exc)) from None
+            if event is h11.NEED_DATA:
+                return
+            event_type = type(event)
+            if event_type is h11.Request:
+                sink.on_request(
+                    event.method,
+                    event.target,
+                    event.http_version.decode("ascii"),
+                    # h11 lower-cases names already; the list is ours to hand on.
+                    list(event.headers),
+                )
+            elif event_type is h11.Data:
+                sink.on_body(bytes(event.data))
+            elif event_type is h11.EndOfMessage:
+                if sink.on_request_end():
+                    self._switched = True
+                    sink.on_switch(conn.trailing_data[0])
+                    return
+                # A fresh connection for the next request on this one: see the module docstring.
+                trailing = conn.trailing_data[0]
+                conn = self._conn = self._new_connection()
+                if trailing:
+                    conn.receive_data(trailing)
+            elif event is h11.PAUSED:
+                # An Upgrade we did not take: h11 waits for our answer; we serve it as HTTP and
+                # parse on (RFC 9110 §7.8), as the EndOfMessage branch above already did.
+                return
+            elif event_type is h11.ConnectionClosed:
+                return
+
+    def eof(self) -> None:
+        """The client half-closed; a request cut short is simply abandoned."""

@@ -1,0 +1,80 @@
+"""httptools (llhttp) as a request parser: the fast path."""
+
+from __future__ import annotations
+
+import httptools
+
+from appserver.http.parser import BadRequest, ParserSink
+
+
+class HttptoolsParser:
+    __slots__ = (
+        "_head_size",
+        "_headers",
+        "_max_head_size",
+        "_parser",
+        "_sink",
+        "_switched",
+        "_switching",
+        "_url",
+    )
+
+    def __init__(self, sink: ParserSink, max_head_size: int = 64 * 1024) -> None:
+        self._sink = sink
+        self._max_head_size = max_head_size
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+        self._switching = False
+        self._switched = False
+
+    def feed(self, data: bytes) -> None:
+        if self._switched:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            trailing = data[exc.args[0] :]
+            if self._switching:
+                self._switched = True
+                self._sink.on_switch(trailing)
+            elif trailing:
+                # An Upgrade we did not take: llhttp resumes, and so do we (RFC 9110 §7.8).
+                self.feed(trailing)
+        except httptools.HttpParserError as exc:
+            raise BadRequest(str(exc) or "malformed request") from None
+
+    def eof(self) -> None:
+        """The client half-closed; a request cut short is simply abandoned."""
+
+    # --- llhttp callbacks ---------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._grow(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+        self._grow(len(name) + len(value))
+
+    def _grow(self, size: int) -> None:
+        # llhttp has no head size limit of its own; h11 has max_incomplete_event_size.
+        self._head_size += size
+        if self._head_size > self._max_head_size:
+            raise BadRequest("request head too large")
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        method = parser.get_method()
+        self._sink.on_request(method, self._url, parser.get_http_version(), self._headers)
+
+    def on_body(self, body: bytes) -> None:
+        self._sink.on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._switching = self._sink.on_request_end()

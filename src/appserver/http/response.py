@@ -1,0 +1,119 @@
+"""Response heads as bytes: status lines, app headers checked once, canned error responses."""
+
+from __future__ import annotations
+
+import http
+import re
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from appserver.errors import ProtocolError
+
+_STATUS_LINES: dict[int, bytes] = {}
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 §5.5: field values are visible characters, spaces and tabs; CR, LF and NUL never.
+_FIELD_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
+# Header names the app commonly sends, already checked and lower-cased: most responses skip
+# the regex entirely.
+_NAMES: dict[bytes, bytes] = {}
+_NAMES_MAX = 512
+
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        if not 100 <= status <= 999:
+            raise ProtocolError(f"invalid response status {status!r}")
+        try:
+            phrase = http.HTTPStatus(status).phrase.encode("ascii")
+        except ValueError:
+            phrase = b""
+        line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+        _STATUS_LINES[status] = line
+    return line
+
+
+def _lower_name(name: bytes) -> bytes:
+    lowered = _NAMES.get(name)
+    if lowered is None:
+        if not isinstance(name, bytes) or not _TOKEN.fullmatch(name):
+            raise ProtocolError(f"invalid response header name {name!r}")
+        lowered = name.lower()
+        if len(_NAMES) < _NAMES_MAX:
+            _NAMES[name] = lowered
+    return lowered
+
+
+class AppHeaders(NamedTuple):
+    """What the response head needs to know about the app's headers, from one pass."""
+
+    encoded: bytes  # b"name: value\r\n" lines, as the app gave them, minus Transfer-Encoding
+    content_length: int | None
+    chunked: bool  # the app asked for Transfer-Encoding: chunked
+    close: bool  # the app sent Connection: close
+    overrides: frozenset[bytes]  # default header names the app set itself ("server", "date")
+
+
+_NO_OVERRIDES: frozenset[bytes] = frozenset()
+
+
+def scan_headers(headers: Iterable[tuple[bytes, bytes]]) -> AppHeaders:
+    """Check and encode the app's response headers in one pass.
+
+    Raises ProtocolError for names that are not tokens, values with CR, LF or NUL (response
+    splitting), and an unusable Content-Length or Transfer-Encoding.
+    """
+    lines = []
+    content_length: int | None = None
+    chunked = False
+    close = False
+    overrides = _NO_OVERRIDES
+    for name, value in headers:
+        lowered = _lower_name(name)
+        if not isinstance(value, bytes) or not _FIELD_VALUE.fullmatch(value):
+            raise ProtocolError(f"invalid value for response header {name!r}: {value!r}")
+        if lowered == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise ProtocolError(f"invalid Content-Length {value!r}") from None
+            if length < 0 or (content_length is not None and length != content_length):
+                raise ProtocolError(f"invalid Content-Length {value!r}")
+            content_length = length
+        elif lowered == b"transfer-encoding":
+            # We frame the body ourselves; only chunked, the one coding we apply, is accepted.
+            if value.strip().lower() != b"chunked":
+                raise ProtocolError(f"unsupported Transfer-Encoding {value!r}")
+            chunked = True
+            continue
+        elif lowered == b"connection":
+            close = close or b"close" in value.lower()
+        elif lowered == b"server" or lowered == b"date":
+            overrides = overrides | {lowered}
+        lines.append(b"%s: %s\r\n" % (name, value))
+    if chunked and content_length is not None:
+        # RFC 9112 §6.3: never both. The length is the one we can check.
+        chunked = False
+    return AppHeaders(b"".join(lines), content_length, chunked, close, overrides)
+
+
+def encode_default_headers(
+    headers: Iterable[tuple[bytes, bytes]], skip: frozenset[bytes] = _NO_OVERRIDES
+) -> bytes:
+    return b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers if name not in skip)
+
+
+def simple_response(status: int, body: bytes, default_headers: bytes, close: bool = True) -> bytes:
+    """A complete text/plain response: 400, 500 and 503 look the same on both parsers."""
+    return b"".join(
+        (
+            status_line(status),
+            default_headers,
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n" if close else b"\r\n",
+            body,
+        )
+    )

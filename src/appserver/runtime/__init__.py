@@ -1,0 +1,1 @@
+"""Everything that touches the event loop: protocols, timers, sockets, logging, app loading."""

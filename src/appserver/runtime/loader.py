@@ -1,0 +1,125 @@
+"""``Config.load()``: import the app and pick the implementations the config names."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from appserver.errors import AppLoadError
+
+if TYPE_CHECKING:
+    from appserver.config.model import Config
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What ``Config.load()`` built; read through the Config's properties."""
+
+    app: Any
+    lifespan_class: type[Any]
+    http_protocol_class: type[Any]
+    parser_class: type[Any]
+    ws_protocol_class: type[Any] | None
+
+
+def import_from_string(import_str: str) -> Any:
+    """Import "package.module:attr.sub". Raises AppLoadError naming what was not found."""
+    module_name, _, attrs = import_str.partition(":")
+    if not module_name or not attrs:
+        raise AppLoadError(f'app import string {import_str!r} must be "module:attribute"')
+    try:
+        instance: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if (exc.name and module_name.startswith(exc.name)) or exc.name == module_name:
+            raise AppLoadError(
+                f"cannot import app {import_str!r}: no module named {module_name!r}"
+            ) from None
+        raise AppLoadError(f"cannot import app {import_str!r}: {exc}") from exc
+    except Exception as exc:
+        raise AppLoadError(
+            f"cannot import app {import_str!r}: importing {module_name!r} raised "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    try:
+        for attr in attrs.split("."):
+            instance = getattr(instance, attr)
+    except AttributeError:
+        raise AppLoadError(
+            f"cannot import app {import_str!r}: module {module_name!r} has no attribute {attrs!r}"
+        ) from None
+    return instance
+
+
+class ASGI2Middleware:
+    """Runs an ASGI 2 app (``app(scope)`` returning ``instance(receive, send)``) as ASGI 3."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        instance = self.app(scope)
+        await instance(receive, send)
+
+
+def _is_asgi3(app: Any) -> bool:
+    if inspect.isclass(app):
+        return hasattr(app, "__await__")
+    if inspect.iscoroutinefunction(app):
+        return True
+    call = getattr(app, "__call__", None)  # noqa: B004 - we need the method itself
+    return inspect.iscoroutinefunction(call)
+
+
+def resolve_app(config: Config) -> Any:
+    """The ASGI 3 callable the config names, imported and unwrapped (factory, ASGI 2)."""
+    if config.app is None:
+        raise AppLoadError('no app configured: set `app` to "module:attribute"')
+    if config.app_dir is not None and config.app_dir not in sys.path:
+        sys.path.insert(0, config.app_dir)
+    app = import_from_string(config.app) if isinstance(config.app, str) else config.app
+    if config.factory:
+        if not callable(app):
+            raise AppLoadError(f"app factory {config.app!r} is not callable")
+        try:
+            app = app()
+        except TypeError as exc:
+            raise AppLoadError(f"app factory {config.app!r} failed: {exc}") from exc
+    if not callable(app):
+        raise AppLoadError(f"app {config.app!r} is not callable: {type(app).__name__}")
+    interface = config.interface
+    if interface == "auto":
+        interface = "asgi3" if _is_asgi3(app) else "asgi2"
+    return ASGI2Middleware(app) if interface == "asgi2" else app
+
+
+def resolve_parser(http: str) -> type[Any]:
+    if http in ("auto", "httptools"):
+        try:
+            from appserver.http.httptools import HttptoolsParser
+
+            return HttptoolsParser
+        except ImportError:
+            if http == "httptools":
+                raise AppLoadError('http = "httptools" but httptools is not installed') from None
+    from appserver.http.h11 import H11Parser
+
+    return H11Parser
+
+
+def load(config: Config) -> Loaded:
+    from appserver.lifespan import LifespanOff, LifespanOn
+    from appserver.runtime.http_protocol import HTTPProtocol
+
+    app = resolve_app(config)
+    parser = resolve_parser(config.http)
+    lifespan = LifespanOff if config.lifespan == "off" else LifespanOn
+    return Loaded(
+        app=app,
+        lifespan_class=lifespan,
+        http_protocol_class=HTTPProtocol,
+        parser_class=parser,
+        ws_protocol_class=None,
+    )

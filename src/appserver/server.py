@@ -1,0 +1,289 @@
+"""``Server`` and ``ServerState``: the lifecycle API (see ../shared/spec/server-api.txt).
+
+run() -> serve() -> startup() -> main_loop() -> shutdown(). The first SIGINT/SIGTERM asks for
+a graceful drain, a second one forces exit. A signal-initiated drain ends run() normally, so a
+process stopped by its supervisor exits with status 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Generator
+from email.utils import formatdate
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from appserver.errors import AppLoadError, StartupError
+from appserver.http.cycle import DefaultHeaders
+from appserver.runtime.logs import configure_logging, logger
+from appserver.runtime.loops import loop_factory
+from appserver.runtime.sockets import Listener, open_listeners
+
+if TYPE_CHECKING:
+    from appserver.config.model import Config
+
+HANDLED_SIGNALS: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+if sys.platform == "win32":  # pragma: no cover
+    HANDLED_SIGNALS += (signal.SIGBREAK,)
+
+TICK = 0.1  # seconds between on_tick calls
+
+
+class ServerState:
+    """State shared by every connection of one server."""
+
+    def __init__(self) -> None:
+        self.total_requests = 0
+        self.connections: set[Any] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        # Kept encoded for the hot path; assign default_headers to replace them.
+        self.defaults = DefaultHeaders()
+
+    @property
+    def default_headers(self) -> list[tuple[bytes, bytes]]:
+        return self.defaults.pairs
+
+    @default_headers.setter
+    def default_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.defaults.update(headers)
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.server_state = ServerState()
+        self.started = False
+        self.should_exit = False
+        self.force_exit = False
+        self.last_notified = 0.0
+        self.servers: list[asyncio.AbstractServer] = []
+        self.listeners: list[Listener] = []
+        self.lifespan: Any = None
+        self._captured_signals: list[int] = []
+        self._max_requests: int | None = None
+
+    # --- entry points --------------------------------------------------------------------------
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Configure logging, load the config, and serve on a new event loop until stopped."""
+        configure_logging(self.config)
+        self._load_or_exit()
+        try:
+            new_loop = loop_factory(self.config.loop)
+        except StartupError as exc:
+            logger.error("%s", exc)
+            raise SystemExit(1) from None
+        loop = new_loop()
+        try:
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self.serve(sockets=sockets))
+        finally:
+            try:
+                _cancel_all(loop)
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve in the running loop until stopped. Exits with status 1 if startup fails."""
+        with self.capture_signals():
+            await self._serve(sockets)
+
+    async def _serve(self, sockets: list[socket.socket] | None) -> None:
+        self._load_or_exit()
+        logger.info("Started server process [%d]", os.getpid())
+        await self.startup(sockets=sockets)
+        if self.started:
+            await self.main_loop()
+            await self.shutdown(sockets=sockets)
+            logger.info("Finished server process [%d]", os.getpid())
+        else:
+            raise SystemExit(1)
+
+    def _load_or_exit(self) -> None:
+        if self.config.loaded:
+            return
+        try:
+            self.config.load()
+        except AppLoadError as exc:
+            logger.error("%s", exc)
+            raise SystemExit(1) from None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Run lifespan startup, bind, start accepting. Needs ``config.load()`` first."""
+        config = self.config
+        lifespan_class = config.lifespan_class  # AttributeError when load() was not called
+        protocol_class = config.http_protocol_class
+        self.lifespan = lifespan_class(config)
+        # No request is served before the app says it is ready: bind only after startup.
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            self.should_exit = True
+            return
+        self.update_default_headers()
+        jitter = config.limit_max_requests_jitter
+        if config.limit_max_requests is not None:
+            self._max_requests = config.limit_max_requests + (
+                random.randint(0, jitter) if jitter else 0
+            )
+        loop = asyncio.get_running_loop()
+        state = self.server_state
+        app_state = self.lifespan.state
+
+        def protocol_factory() -> asyncio.Protocol:
+            protocol: asyncio.Protocol = protocol_class(config, state, app_state, loop)
+            return protocol
+
+        try:
+            self.listeners = open_listeners(config, sockets)
+            for listener in self.listeners:
+                sock = listener.sock
+                if sock.family == socket.AF_UNIX:
+                    server = await loop.create_unix_server(
+                        protocol_factory, sock=sock, backlog=config.backlog
+                    )
+                else:
+                    server = await loop.create_server(
+                        protocol_factory, sock=sock, backlog=config.backlog
+                    )
+                self.servers.append(server)
+        except (StartupError, OSError) as exc:
+            logger.error("%s", exc)
+            for server in self.servers:
+                server.close()
+            self.servers = []
+            await self.lifespan.shutdown()
+            self.should_exit = True
+            return
+        for listener in self.listeners:
+            logger.info("appserver running on %s (Press CTRL+C to quit)", listener.describe())
+        self.started = True
+
+    async def main_loop(self) -> None:
+        """Tick every 0.1 s until on_tick says stop."""
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            await asyncio.sleep(TICK)
+            should_exit = await self.on_tick(counter)
+
+    async def on_tick(self, counter: int) -> bool:
+        """Periodic duties; returns True when the server should stop."""
+        if counter % 10 == 0:
+            self.update_default_headers()
+            notify = self.config.callback_notify
+            if notify is not None:
+                now = time.monotonic()
+                if now - self.last_notified > self.config.timeout_notify:
+                    self.last_notified = now
+                    await notify()
+        if self.should_exit:
+            return True
+        limit = self._max_requests
+        if limit is not None and self.server_state.total_requests >= limit:
+            logger.warning("Maximum request limit of %d exceeded. Terminating process.", limit)
+            return True
+        return False
+
+    def update_default_headers(self) -> None:
+        """Server, Date (refreshed once a second, never per request) and the custom headers."""
+        config = self.config
+        custom = config.encoded_headers
+        names = {name for name, _ in custom}
+        headers: list[tuple[bytes, bytes]] = []
+        if config.date_header and b"date" not in names:
+            headers.append((b"date", formatdate(usegmt=True).encode("latin-1")))
+        if config.server_header and b"server" not in names:
+            headers.append((b"server", b"appserver"))
+        self.server_state.default_headers = headers + custom
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop accepting, drain connections (bounded by timeout_graceful_shutdown), cancel
+        what is left, then run lifespan shutdown."""
+        logger.info("Shutting down")
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        state = self.server_state
+        for connection in list(state.connections):
+            connection.shutdown()
+        try:
+            await asyncio.wait_for(self._drained(), timeout=self.config.timeout_graceful_shutdown)
+        except TimeoutError:
+            logger.error(
+                "Cancel %d running task(s), timeout graceful shutdown exceeded", len(state.tasks)
+            )
+        if state.tasks:
+            for task in list(state.tasks):
+                task.cancel()
+            await asyncio.wait(list(state.tasks), timeout=1.0)
+        for connection in list(state.connections):
+            connection.close()
+        await asyncio.sleep(0)  # let transports deliver connection_lost
+        if self.lifespan is not None and not self.force_exit:
+            await self.lifespan.shutdown()
+        for listener in self.listeners:
+            if listener.sock.family == socket.AF_UNIX and self.config.uds:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.config.uds)
+
+    async def _drained(self) -> None:
+        state = self.server_state
+        if state.connections or state.tasks:
+            logger.info("Waiting for connections to close. (CTRL+C to force quit)")
+        while (state.connections or state.tasks) and not self.force_exit:
+            await asyncio.sleep(TICK)
+
+    # --- signals -------------------------------------------------------------------------------
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """First signal: drain and stop. Second: stop now."""
+        self._captured_signals.append(sig)
+        if self.should_exit:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """Install handle_exit for HANDLED_SIGNALS; restore the previous handlers on exit.
+
+        A previous handler that the program installed itself (a callable other than Python's
+        default SIGINT handler) is then sent the signals we caught, so it still learns of them.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+            for sig in dict.fromkeys(reversed(self._captured_signals)):
+                handler = original[sig]
+                if callable(handler) and handler is not signal.default_int_handler:
+                    signal.raise_signal(sig)
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
+logging.getLogger("appserver").addHandler(logging.NullHandler())
