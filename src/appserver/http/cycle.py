@@ -17,13 +17,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from appserver.errors import ClientDisconnected, ProtocolError
 from appserver.http.framing import Framing, request_keeps_alive, response_framing
 from appserver.http.proxy import TrustedProxies
 from appserver.http.response import (
+    _STATUS_LINES,
     CONTINUE_100,
-    AppHeaders,
     encode_default_headers,
     scan_headers,
     simple_response,
@@ -32,6 +33,9 @@ from appserver.http.response import (
 from appserver.http.target import split_target
 
 ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.4"}
+_CYCLE_HEADERS = frozenset(
+    (b"connection", b"expect", b"upgrade", b"x-forwarded-for", b"x-forwarded-proto")
+)
 
 
 class DefaultHeaders:
@@ -81,18 +85,24 @@ _WAITING = ResponseState.WAITING
 _STARTED = ResponseState.STARTED
 _STREAMING = ResponseState.STREAMING
 _DONE = ResponseState.DONE
+_LENGTH = Framing.LENGTH
 
 
 class RequestCycle:
     """One request and its response. See the module docstring for the calling contract."""
 
     __slots__ = (
-        "_app_headers",
+        "_app_chunked",
+        "_app_close",
         "_chunks",
+        "_content_length",
         "_continue_pending",
+        "_encoded_headers",
         "_final_delivered",
         "_framing",
+        "_overrides",
         "_remaining",
+        "_status_line",
         "buffered",
         "defaults",
         "disconnected",
@@ -115,15 +125,28 @@ class RequestCycle:
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         """Build the ASGI scope. ``headers`` must have lower-cased names. Raises ProtocolError."""
-        path, raw_path, query = split_target(target)
+        if target[:1] == b"/":
+            # Origin form, nearly every request: split inline, skip the general function.
+            raw_path, _, query = target.partition(b"?")
+            try:
+                path = raw_path.decode("ascii")
+            except UnicodeDecodeError:
+                raise ProtocolError("request target is not ASCII") from None
+            if "%" in path:
+                path = unquote(path)
+        else:
+            path, raw_path, query = split_target(target)
         connection_close = False
         expect_continue = False
         upgrade: bytes | None = None
         connection_upgrade = False
         forwarded_for: bytes | None = None
         forwarded_proto: bytes | None = None
-        # One pass over the headers for everything the cycle needs to know.
+        # One pass over the headers for everything the cycle needs to know; a set lookup
+        # skips the headers it does not care about (most of them).
         for name, value in headers:
+            if name not in _CYCLE_HEADERS:
+                continue
             if name == b"connection":
                 tokens = value.lower()
                 connection_close = connection_close or b"close" in tokens
@@ -134,12 +157,12 @@ class RequestCycle:
                 upgrade = value.lower()
             elif name == b"x-forwarded-for":
                 forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
-            elif name == b"x-forwarded-proto":
+            else:
                 forwarded_proto = value
 
         client = conn.client
         scheme = conn.scheme
-        if conn.proxy is not None:
+        if conn.proxy is not None and (forwarded_for is not None or forwarded_proto is not None):
             if forwarded_proto is not None:
                 proto = forwarded_proto.decode("latin-1").strip().lower()
                 if proto in ("http", "https", "ws", "wss"):
@@ -179,9 +202,14 @@ class RequestCycle:
         self.disconnected = False
         self.response_state = _WAITING
         self.status = 0
-        self._app_headers: AppHeaders | None = None
+        self._encoded_headers = b""
+        self._content_length: int | None = None
+        self._app_chunked = False
+        self._app_close = False
+        self._overrides: frozenset[bytes] = frozenset()
         self._framing = Framing.LENGTH
         self._remaining = 0
+        self._status_line = b""
 
     # --- request side: fed by the runtime -------------------------------------------------------
     def feed_body(self, data: bytes) -> None:
@@ -229,31 +257,40 @@ class RequestCycle:
             message_type = message["type"]
         except (TypeError, KeyError):
             raise ProtocolError(f"ASGI message without a type: {message!r}") from None
-        state = self.response_state
         if self.disconnected:
             raise ClientDisconnected("the client closed the connection")
+        state = self.response_state
         if state is _WAITING:
             if message_type != "http.response.start":
                 raise ProtocolError(f"expected 'http.response.start', got {message_type!r}")
             status = message.get("status")
             if type(status) is not int:
                 raise ProtocolError(f"response status must be an int, got {status!r}")
-            status_line(status)  # validates the range
-            app_headers = scan_headers(message.get("headers", ()))
+            self._status_line = _STATUS_LINES.get(status) or status_line(status)
+            (
+                self._encoded_headers,
+                self._content_length,
+                self._app_chunked,
+                self._app_close,
+                self._overrides,
+            ) = scan_headers(message.get("headers", ()))
             self.status = status
-            self._app_headers = app_headers
-            if app_headers.close:
+            if self._app_close:
                 self.keep_alive = False
             self.response_state = _STARTED
             return b""
-        if state is _DONE:
-            raise ProtocolError(f"unexpected {message_type!r}: the response is already complete")
-        if message_type != "http.response.body":
+        if message_type != "http.response.body" or state is _DONE:
+            if state is _DONE:
+                raise ProtocolError(
+                    f"unexpected {message_type!r}: the response is already complete"
+                )
             raise ProtocolError(f"expected 'http.response.body', got {message_type!r}")
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
-        if not isinstance(body, bytes | bytearray | memoryview):
-            raise ProtocolError(f"response body must be bytes, got {type(body).__name__}")
+        if type(body) is not bytes:
+            if not isinstance(body, (bytearray, memoryview)):
+                raise ProtocolError(f"response body must be bytes, got {type(body).__name__}")
+            body = bytes(body)
         if state is _STARTED:
             head = self._head(len(body), more_body)
             self.response_state = _STREAMING
@@ -269,53 +306,64 @@ class RequestCycle:
         return self._head(0, True)
 
     def _head(self, first_length: int, more_body: bool) -> bytes:
-        app_headers = self._app_headers
-        assert app_headers is not None
+        content_length = self._content_length
         framing = response_framing(
-            self.status,
-            self.head_request,
-            app_headers.content_length,
-            not more_body,
-            self.http_version,
+            self.status, self.head_request, content_length, not more_body, self.http_version
         )
         self._framing = framing
-        defaults = (
-            self.defaults.without(app_headers.overrides)
-            if app_headers.overrides
-            else self.defaults.encoded
-        )
-        parts = [status_line(self.status), defaults, app_headers.encoded]
-        if framing is Framing.LENGTH:
-            if app_headers.content_length is None:
-                parts.append(b"content-length: %d\r\n" % first_length)
-                self._remaining = first_length
-            else:
-                self._remaining = app_headers.content_length
-        elif framing is Framing.CHUNKED:
-            parts.append(b"transfer-encoding: chunked\r\n")
-        elif framing is Framing.CLOSE:
-            self.keep_alive = False
-        elif self.head_request and self.status >= 200 and self.status not in (204, 304):
-            # No body, but the head a GET would have got (RFC 9110 §9.3.2).
-            if app_headers.chunked:
-                parts.append(b"transfer-encoding: chunked\r\n")
-            elif app_headers.content_length is None and not more_body:
-                parts.append(b"content-length: %d\r\n" % first_length)
         if not self.request_complete:
             # The app answers before the whole request arrived. Reading and discarding an upload
             # of unknown size is a gift to attackers; close instead, and say so up front so that
             # pooled clients do not reuse the connection.
             self.keep_alive = False
-        if not self.keep_alive and not app_headers.close:
-            parts.append(b"connection: close\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts)
+        app_close = self._app_close
+        encoded = self._encoded_headers
+        defaults = (
+            self.defaults.without(self._overrides) if self._overrides else self.defaults.encoded
+        )
+        if framing is _LENGTH and content_length is None:
+            self._remaining = first_length
+            if self.keep_alive or app_close:
+                # The common case, in one formatting operation.
+                return b"%s%s%scontent-length: %d\r\n\r\n" % (
+                    self._status_line,
+                    defaults,
+                    encoded,
+                    first_length,
+                )
+            framing_line = b"content-length: %d\r\n" % first_length
+        elif framing is _LENGTH:
+            self._remaining = content_length  # type: ignore[assignment]
+            framing_line = b""
+        elif framing is Framing.CHUNKED:
+            framing_line = b"transfer-encoding: chunked\r\n"
+        elif framing is Framing.CLOSE:
+            self.keep_alive = False
+            framing_line = b""
+        elif self.head_request and self.status >= 200 and self.status not in (204, 304):
+            # No body, but the head a GET would have got (RFC 9110 §9.3.2).
+            if self._app_chunked:
+                framing_line = b"transfer-encoding: chunked\r\n"
+            elif content_length is None and not more_body:
+                framing_line = b"content-length: %d\r\n" % first_length
+            else:
+                framing_line = b""
+        else:
+            framing_line = b""
+        close_line = b"" if self.keep_alive or app_close else b"connection: close\r\n"
+        return b"%s%s%s%s%s\r\n" % (
+            self._status_line,
+            defaults,
+            encoded,
+            framing_line,
+            close_line,
+        )
 
     def _frame(self, body: bytes, more_body: bool) -> bytes:
         framing = self._framing
         if not more_body:
             self.response_state = _DONE
-        if framing is Framing.LENGTH:
+        if framing is _LENGTH:
             remaining = self._remaining - len(body)
             if remaining < 0:
                 self.response_state = _DONE
@@ -323,14 +371,14 @@ class RequestCycle:
             self._remaining = remaining
             if not more_body and remaining:
                 raise ProtocolError("response body shorter than its Content-Length")
-            return bytes(body) if type(body) is not bytes else body
+            return body
         if framing is Framing.CHUNKED:
             if body:
                 chunk = b"%x\r\n%s\r\n" % (len(body), body)
                 return chunk if more_body else chunk + b"0\r\n\r\n"
             return b"" if more_body else b"0\r\n\r\n"
         if framing is Framing.CLOSE:
-            return bytes(body)
+            return body
         return b""  # Framing.NO_BODY: HEAD, 1xx, 204, 304 drop what the app sends
 
     # --- ends ------------------------------------------------------------------------------------

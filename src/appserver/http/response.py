@@ -5,7 +5,7 @@ from __future__ import annotations
 import http
 import re
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any
 
 from appserver.errors import ProtocolError
 
@@ -46,20 +46,28 @@ def _lower_name(name: bytes) -> bytes:
     return lowered
 
 
-class AppHeaders(NamedTuple):
-    """What the response head needs to know about the app's headers, from one pass."""
-
-    encoded: bytes  # b"name: value\r\n" lines, as the app gave them, minus Transfer-Encoding
-    content_length: int | None
-    chunked: bool  # the app asked for Transfer-Encoding: chunked
-    close: bool  # the app sent Connection: close
-    overrides: frozenset[bytes]  # default header names the app set itself ("server", "date")
+# What the response head needs to know about the app's headers, from one pass: a plain tuple
+# (a NamedTuple costs a Python-level __new__ per response) of
+#   encoded: bytes            b"name: value\r\n" lines as the app gave them, minus Transfer-Encoding
+#   content_length: int|None  the app's Content-Length
+#   chunked: bool             the app asked for Transfer-Encoding: chunked
+#   close: bool               the app sent Connection: close
+#   overrides: frozenset      default header names the app set itself ("server", "date")
+AppHeaders = tuple[bytes, int | None, bool, bool, frozenset[bytes]]
 
 
 _NO_OVERRIDES: frozenset[bytes] = frozenset()
 
 
-def scan_headers(headers: Iterable[tuple[bytes, bytes]]) -> AppHeaders:
+# Header lines already checked, keyed by the app's (name, value) tuple: frameworks send the same
+# content-type and cache-control pairs on every response, and a dict hit is cheaper than the
+# regexes. Only headers with no framing meaning are cached; the cache stops growing when full.
+_CHECKED_LINES: dict[tuple[bytes, bytes], bytes] = {}
+_CHECKED_LINES_MAX = 2048
+_SPECIAL = frozenset((b"content-length", b"transfer-encoding", b"connection", b"server", b"date"))
+
+
+def scan_headers(headers: Iterable[Any]) -> AppHeaders:
     """Check and encode the app's response headers in one pass.
 
     Raises ProtocolError for names that are not tokens, values with CR, LF or NUL (response
@@ -70,11 +78,25 @@ def scan_headers(headers: Iterable[tuple[bytes, bytes]]) -> AppHeaders:
     chunked = False
     close = False
     overrides = _NO_OVERRIDES
-    for name, value in headers:
+    cache = _CHECKED_LINES
+    for item in headers:
+        if type(item) is tuple:
+            line = cache.get(item)
+            if line is not None:
+                lines.append(line)
+                continue
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise ProtocolError(f"invalid response header {item!r}") from None
         lowered = _lower_name(name)
         if not isinstance(value, bytes) or not _FIELD_VALUE.fullmatch(value):
             raise ProtocolError(f"invalid value for response header {name!r}: {value!r}")
-        if lowered == b"content-length":
+        line = b"%s: %s\r\n" % (name, value)
+        if lowered not in _SPECIAL:
+            if type(item) is tuple and len(cache) < _CHECKED_LINES_MAX:
+                cache[item] = line
+        elif lowered == b"content-length":
             try:
                 length = int(value)
             except ValueError:
@@ -90,13 +112,13 @@ def scan_headers(headers: Iterable[tuple[bytes, bytes]]) -> AppHeaders:
             continue
         elif lowered == b"connection":
             close = close or b"close" in value.lower()
-        elif lowered == b"server" or lowered == b"date":
+        else:  # server, date: the app's own replace the defaults
             overrides = overrides | {lowered}
-        lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(line)
     if chunked and content_length is not None:
         # RFC 9112 §6.3: never both. The length is the one we can check.
         chunked = False
-    return AppHeaders(b"".join(lines), content_length, chunked, close, overrides)
+    return b"".join(lines), content_length, chunked, close, overrides
 
 
 def encode_default_headers(
