@@ -195,26 +195,24 @@ class RequestCycle:
         self.keep_alive = request_keeps_alive(http_version, connection_close)
         self.upgrade = upgrade if connection_upgrade else None
         self._continue_pending = expect_continue and http_version == "1.1"
-        self._chunks: list[bytes] = []
+        self._chunks: list[bytes] | tuple[()] = ()  # a list once body bytes arrive
         self.buffered = 0
         self.request_complete = False
         self._final_delivered = False
         self.disconnected = False
         self.response_state = _WAITING
         self.status = 0
-        self._encoded_headers = b""
-        self._content_length: int | None = None
-        self._app_chunked = False
-        self._app_close = False
-        self._overrides: frozenset[bytes] = frozenset()
-        self._framing = Framing.LENGTH
-        self._remaining = 0
-        self._status_line = b""
+        # The response-side slots (_status_line, _encoded_headers, _content_length, _app_chunked,
+        # _app_close, _overrides, _framing, _remaining) are first set by on_send: they are never
+        # read before http.response.start, and setting them here costs every request.
 
     # --- request side: fed by the runtime -------------------------------------------------------
     def feed_body(self, data: bytes) -> None:
         if self.response_state is not _DONE:
-            self._chunks.append(data)
+            if self._chunks:
+                self._chunks.append(data)  # type: ignore[union-attr]
+            else:
+                self._chunks = [data]
             self.buffered += len(data)
 
     def end_request(self) -> None:
@@ -243,7 +241,7 @@ class RequestCycle:
         chunks = self._chunks
         if chunks or self.request_complete:
             body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            chunks.clear()
+            self._chunks = ()
             self.buffered = 0
             more_body = not self.request_complete
             self._final_delivered = not more_body
