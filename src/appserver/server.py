@@ -148,6 +148,7 @@ class Server:
             self.listeners = open_listeners(config, sockets)
             for listener in self.listeners:
                 sock = listener.sock
+                server: asyncio.AbstractServer
                 if sock.family == socket.AF_UNIX:
                     server = await loop.create_unix_server(
                         protocol_factory, sock=sock, backlog=config.backlog
@@ -221,7 +222,7 @@ class Server:
             connection.shutdown()
         try:
             await asyncio.wait_for(self._drained(), timeout=self.config.timeout_graceful_shutdown)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             logger.error(
                 "Cancel %d running task(s), timeout graceful shutdown exceeded", len(state.tasks)
             )
@@ -229,6 +230,8 @@ class Server:
             for task in list(state.tasks):
                 task.cancel()
             await asyncio.wait(list(state.tasks), timeout=1.0)
+            # A task cancelled before its first step never runs the code that removes it.
+            state.tasks.difference_update([task for task in state.tasks if task.done()])
         for connection in list(state.connections):
             connection.close()
         await asyncio.sleep(0)  # let transports deliver connection_lost

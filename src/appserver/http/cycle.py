@@ -210,7 +210,7 @@ class RequestCycle:
     def feed_body(self, data: bytes) -> None:
         if self.response_state is not _DONE:
             if self._chunks:
-                self._chunks.append(data)  # type: ignore[union-attr]
+                self._chunks.append(data)
             else:
                 self._chunks = [data]
             self.buffered += len(data)

@@ -8,6 +8,8 @@ with the same bytes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import h11
 
 from appserver.http.parser import BadRequest, ParserSink
@@ -33,7 +35,8 @@ class H11Parser:
         sink = self._sink
         while True:
             try:
-                event = conn.next_event()
+                # Any: mypy cannot narrow on `type(event) is`, which is the fast check.
+                event: Any = conn.next_event()
             except h11.RemoteProtocolError as exc:
                 raise BadRequest(str(exc)) from None
             if event is h11.NEED_DATA:

@@ -264,18 +264,18 @@ class HTTPProtocol(asyncio.Protocol):
         try:
             await app(cycle.scope, cycle.receive, cycle.send)
         except asyncio.CancelledError:
-            self.server_state.tasks.discard(cycle.task)  # type: ignore[arg-type]
+            self.server_state.tasks.discard(cycle.task)
             # Shutdown gave up on this request; the connection cannot be answered properly.
             if not cycle.response_complete and self.transport is not None:
                 self.transport.close()
             raise
         except BaseException as exc:
-            self.server_state.tasks.discard(cycle.task)  # type: ignore[arg-type]
+            self.server_state.tasks.discard(cycle.task)
             self._app_failed(cycle, exc)
             if not isinstance(exc, Exception):
                 raise
         else:
-            self.server_state.tasks.discard(cycle.task)  # type: ignore[arg-type]
+            self.server_state.tasks.discard(cycle.task)
             if not cycle.response_complete and not cycle.disconnected:
                 if not cycle.response_started:
                     logger.error("ASGI app returned without starting a response")
