@@ -60,7 +60,7 @@ class DefaultHeaders:
         return encode_default_headers(self.pairs, names)
 
 
-@dataclass
+@dataclass(slots=True)
 class ConnectionInfo:
     """What every request on one connection shares; built once when the connection opens."""
 

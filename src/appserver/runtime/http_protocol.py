@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from appserver.errors import ClientDisconnected, ProtocolError
 from appserver.http.cycle import ConnectionInfo, RequestCycle, ResponseState
 from appserver.http.parser import BadRequest
-from appserver.http.proxy import TrustedProxies
 from appserver.http.response import simple_response
 from appserver.runtime.logs import access_logger, logger
 
@@ -111,6 +109,32 @@ def _flush_head(cycle: ASGICycle) -> None:
 class HTTPProtocol(asyncio.Protocol):
     """One client connection speaking HTTP/1.1."""
 
+    # Slots: a thousand idle keep-alive connections should cost little memory.
+    __slots__ = (
+        "_access_log",
+        "_bad_request",
+        "_drain_waiter",
+        "_idle_since",
+        "_idle_timer",
+        "_limit",
+        "_trusted",
+        "app",
+        "app_state",
+        "closing",
+        "config",
+        "current",
+        "info",
+        "loop",
+        "parser",
+        "parser_class",
+        "parsing",
+        "pipeline",
+        "read_paused",
+        "server_state",
+        "transport",
+        "write_paused",
+    )
+
     def __init__(
         self,
         config: Config,
@@ -119,8 +143,10 @@ class HTTPProtocol(asyncio.Protocol):
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.config = config
-        self.app = config.loaded_app
-        self.parser_class = config._require_loaded().parser_class
+        loaded = config._require_loaded()
+        self.app = loaded.app
+        self.parser_class = loaded.parser_class
+        self._trusted = loaded.trusted_proxies
         self.server_state = server_state
         self.app_state = app_state if app_state is not None else {}
         self.loop = loop or asyncio.get_running_loop()
@@ -129,7 +155,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.parser: Any = None
         self.current: ASGICycle | None = None  # the request being answered
         self.parsing: ASGICycle | None = None  # the request whose bytes are arriving
-        self.pipeline: deque[ASGICycle] = deque()
+        self.pipeline: list[ASGICycle] = []  # pipelined requests are rare and few
         self.read_paused = False
         self.write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -148,11 +174,10 @@ class HTTPProtocol(asyncio.Protocol):
         config = self.config
         client = _address(transport.get_extra_info("peername"))
         server = _address(transport.get_extra_info("sockname"))
-        proxy = None
-        if config.proxy_headers and client is not None:
-            trusted = TrustedProxies(config.forwarded_allow_ips)
-            if client[0] in trusted:
-                proxy = trusted
+        trusted = self._trusted
+        proxy = (
+            trusted if trusted is not None and client is not None and client[0] in trusted else None
+        )
         self.info = ConnectionInfo(
             server=server,
             client=client,
@@ -318,7 +343,7 @@ class HTTPProtocol(asyncio.Protocol):
             self._reject(self._bad_request)
             return
         if self.pipeline:
-            self._start(self.pipeline.popleft())
+            self._start(self.pipeline.pop(0))
         else:
             self.current = None
             self._idle_since = self.loop.time()

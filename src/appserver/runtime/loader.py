@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from appserver.errors import AppLoadError
+from appserver.http.proxy import TrustedProxies
 
 if TYPE_CHECKING:
     from appserver.config.model import Config
@@ -23,6 +24,8 @@ class Loaded:
     http_protocol_class: type[Any]
     parser_class: type[Any]
     ws_protocol_class: type[Any] | None
+    # Built once here, not per connection; None when proxy headers are off.
+    trusted_proxies: TrustedProxies | None = None
 
 
 def import_from_string(import_str: str) -> Any:
@@ -122,4 +125,7 @@ def load(config: Config) -> Loaded:
         http_protocol_class=HTTPProtocol,
         parser_class=parser,
         ws_protocol_class=None,
+        trusted_proxies=TrustedProxies(config.forwarded_allow_ips)
+        if config.proxy_headers
+        else None,
     )
