@@ -60,8 +60,8 @@ class ASGICycle(RequestCycle):
         protocol = self.protocol
         if message is None:
             pending = self.take_continue()
-            if pending and protocol.transport is not None:
-                protocol.transport.write(pending)
+            if pending:
+                protocol.write(pending, flush=True)
             protocol.maybe_resume_reading()
             while message is None:
                 self.waiter = protocol.loop.create_future()
@@ -78,32 +78,22 @@ class ASGICycle(RequestCycle):
         data = self.on_send(message)
         state = self.response_state
         protocol = self.protocol
-        if data:
-            transport = protocol.transport
-            if transport is not None:
-                transport.write(data)
+        if state is _DONE:
+            protocol.write(data, flush=True)
+            protocol.response_complete(self)
+        elif data:
+            protocol.write(data, flush=False)
             if protocol.write_paused:
                 await protocol.drain()
         elif state is _STARTED:
             # The head waits for the first body message so both go out in one write; if the
-            # app pauses between the two, flush the head at the end of this loop iteration.
-            protocol.loop.call_soon(_flush_head, self)
-            return
-        if state is _DONE:
-            protocol.response_complete(self)
+            # app pauses in between, the end-of-iteration flush sends the head alone.
+            protocol.schedule_flush()
 
     def wake(self) -> None:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-
-def _flush_head(cycle: ASGICycle) -> None:
-    if cycle.response_state is _STARTED and not cycle.disconnected:
-        data = cycle.start_streaming()
-        transport = cycle.protocol.transport
-        if transport is not None and data:
-            transport.write(data)
 
 
 class HTTPProtocol(asyncio.Protocol):
@@ -114,9 +104,12 @@ class HTTPProtocol(asyncio.Protocol):
         "_access_log",
         "_bad_request",
         "_drain_waiter",
+        "_flush_scheduled",
         "_idle_since",
         "_idle_timer",
         "_limit",
+        "_out",
+        "_out_size",
         "_trusted",
         "app",
         "app_state",
@@ -159,6 +152,9 @@ class HTTPProtocol(asyncio.Protocol):
         self.read_paused = False
         self.write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._out: list[bytes] = []  # written by the app this loop iteration, not yet sent
+        self._out_size = 0
+        self._flush_scheduled = False
         self.closing = False
         self._bad_request: BadRequest | None = None
         self._idle_since = 0.0
@@ -224,6 +220,45 @@ class HTTPProtocol(asyncio.Protocol):
         self.write_paused = False
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
+
+    # --- the one flush point -------------------------------------------------------------------
+    def write(self, data: bytes, flush: bool) -> None:
+        """Send ``data``, coalescing what the app sends within one loop iteration.
+
+        A streamed response's chunks usually arrive back to back; buffering them until the end
+        of the iteration turns ten ``send()`` calls into one system call. ``flush=True`` (the
+        end of a response) sends everything now, so a whole response is one write.
+        """
+        if self._out:
+            self._out.append(data)
+            self._out_size += len(data)
+            if flush or self._out_size >= HIGH_WATER:
+                self.flush()
+        elif flush:
+            if data and self.transport is not None:
+                self.transport.write(data)
+        elif data:
+            self._out.append(data)
+            self._out_size = len(data)
+            self.schedule_flush()
+
+    def schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what is buffered, and a response head still held back, in one write."""
+        self._flush_scheduled = False
+        current = self.current
+        if current is not None and current.response_state is _STARTED and not current.disconnected:
+            self._out.insert(0, current.start_streaming())
+        if self._out:
+            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+            self._out = []
+            self._out_size = 0
+            if self.transport is not None:
+                self.transport.write(data)
 
     async def drain(self) -> None:
         """Wait until the client reads what we wrote (or goes away)."""
@@ -315,14 +350,14 @@ class HTTPProtocol(asyncio.Protocol):
             logger.error("Exception in ASGI application", exc_info=exc)
         complete = cycle.response_complete
         data = cycle.fail()
-        transport = self.transport
         if data is not None:
-            if transport is not None:
-                transport.write(data)
+            self.write(data, flush=True)
             self.response_complete(cycle)
-        elif not complete and transport is not None:
-            # Cut short mid-response: closing is the only way to tell the client.
-            transport.close()
+        elif not complete and self.transport is not None:
+            # Cut short mid-response: send what the app did send, then close, the only way to
+            # tell the client the response is incomplete.
+            self.flush()
+            self.transport.close()
         # An error after a complete response (a background task, Starlette re-raising after
         # its 500) leaves the connection as good as it was: keep it for the next request.
 
