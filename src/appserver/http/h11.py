@@ -47,8 +47,9 @@ class H11Parser:
                     event.method,
                     event.target,
                     event.http_version.decode("ascii"),
-                    # h11 lower-cases names already; the list is ours to hand on.
-                    list(event.headers),
+                    # raw_items() is a plain list; iterating the Headers sequence itself goes
+                    # through the slow generic Sequence.__iter__.
+                    [(name.lower(), value) for name, value in event.headers.raw_items()],
                 )
             elif event_type is h11.Data:
                 sink.on_body(bytes(event.data))
