@@ -323,6 +323,24 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _reject(self, exc: BadRequest) -> None:
         """A malformed request: answer 400 once earlier requests are answered, then close."""
+        parsing = self.parsing
+        if parsing is not None:
+            # The bad bytes are in the body of a request already announced: its app would wait
+            # for the rest of the body forever. It gets http.disconnect; the request gets the
+            # 400 in its turn (uvicorn answers 400 and closes too), or, if its response has
+            # started, the connection closes.
+            self.parsing = None
+            parsing.disconnect()
+            parsing.wake()
+            if parsing is not self.current:
+                self.pipeline.remove(parsing)
+            elif parsing.response_started:
+                self.closing = True
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            else:
+                self.current = None
         if self.current is not None:
             self._bad_request = exc
             self.pause_reading()
