@@ -11,6 +11,7 @@ class HttptoolsParser:
     __slots__ = (
         "_head_size",
         "_headers",
+        "_hosts",
         "_max_head_size",
         "_parser",
         "_sink",
@@ -26,6 +27,7 @@ class HttptoolsParser:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
+        self._hosts = 0
         self._switching = False
         self._switched = False
 
@@ -53,13 +55,17 @@ class HttptoolsParser:
         self._url = b""
         self._headers = []
         self._head_size = 0
+        self._hosts = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._grow(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        if name == b"host":
+            self._hosts += 1
+        self._headers.append((name, value))
         self._grow(len(name) + len(value))
 
     def _grow(self, size: int) -> None:
@@ -71,7 +77,15 @@ class HttptoolsParser:
     def on_headers_complete(self) -> None:
         parser = self._parser
         method = parser.get_method()
-        self._sink.on_request(method, self._url, parser.get_http_version(), self._headers)
+        version = parser.get_http_version()
+        # llhttp takes a request line without a version as HTTP/0.9, which RFC 9112 dropped;
+        # and it does not check Host, which RFC 9112 §3.2 requires: exactly one in HTTP/1.1,
+        # never more than one. h11 refuses both; so do we, on both parsers.
+        if version == "0.9":
+            raise BadRequest("HTTP/0.9 is not supported")
+        if self._hosts > 1 or (self._hosts == 0 and version == "1.1"):
+            raise BadRequest("HTTP/1.1 requests need exactly one Host header")
+        self._sink.on_request(method, self._url, version, self._headers)
 
     def on_body(self, body: bytes) -> None:
         self._sink.on_body(body)
