@@ -297,6 +297,7 @@ class HTTPProtocol(asyncio.Protocol):
             transport.close()
             return
         if self._bad_request is not None and not self.pipeline:
+            self.current = None  # else _reject() would defer the 400 again, forever
             self._reject(self._bad_request)
             return
         if self.pipeline:
