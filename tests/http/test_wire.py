@@ -180,8 +180,7 @@ CASES: dict[str, tuple[bytes, bytes, bool]] = {
         b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"
         b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"
         b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
-        HELLO
-        + b"HTTP/1.1 200 OK\r\nserver: appserver\r\ntransfer-encoding: chunked\r\n\r\n"
+        HELLO + b"HTTP/1.1 200 OK\r\nserver: appserver\r\ntransfer-encoding: chunked\r\n\r\n"
         b"1\r\na\r\n2\r\nbc\r\n0\r\n\r\n"
         + HELLO[: -len(b"Hello, world!")]
         + b"HTTP/1.1 200 OK\r\nserver: appserver\r\ncontent-type: x/y\r\ncontent-length: 3\r\n"
