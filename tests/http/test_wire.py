@@ -269,6 +269,14 @@ CASES: dict[str, tuple[bytes, bytes, bool]] = {
         HELLO + BAD_REQUEST,
         True,
     ),
+    "good-then-malformed-body": (
+        # The bad chunk belongs to a pipelined request still waiting its turn: it is dropped
+        # and answered 400 after the good one.
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\n0\r\n\r\n",
+        HELLO + BAD_REQUEST,
+        True,
+    ),
     # --- app failures -------------------------------------------------------------------------------
     "error-before-start": (
         b"GET /error-before HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
