@@ -291,8 +291,11 @@ class RequestCycle:
             body = bytes(body)
         if state is _STARTED:
             head = self._head(len(body), more_body)
-            self.response_state = _STREAMING
+            # _frame raises before changing state: a body that breaks its Content-Length
+            # leaves the response unwritten, so fail() can still answer 500.
             data = self._frame(body, more_body)
+            if self.response_state is _STARTED:
+                self.response_state = _STREAMING
             return head + data if data else head
         return self._frame(body, more_body)
 
@@ -359,17 +362,20 @@ class RequestCycle:
 
     def _frame(self, body: bytes, more_body: bool) -> bytes:
         framing = self._framing
-        if not more_body:
-            self.response_state = _DONE
         if framing is _LENGTH:
+            # Check before marking the response done: a response cut short or overrun is not
+            # complete, and the connection it was written on must close (see fail()).
             remaining = self._remaining - len(body)
             if remaining < 0:
-                self.response_state = _DONE
                 raise ProtocolError("response body longer than its Content-Length")
-            self._remaining = remaining
             if not more_body and remaining:
                 raise ProtocolError("response body shorter than its Content-Length")
+            self._remaining = remaining
+            if not more_body:
+                self.response_state = _DONE
             return body
+        if not more_body:
+            self.response_state = _DONE
         if framing is Framing.CHUNKED:
             if body:
                 chunk = b"%x\r\n%s\r\n" % (len(body), body)

@@ -11,6 +11,7 @@ class HttptoolsParser:
     __slots__ = (
         "_head_size",
         "_headers",
+        "_hosts",
         "_max_head_size",
         "_parser",
         "_sink",
@@ -26,6 +27,7 @@ class HttptoolsParser:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
+        self._hosts = 0
         self._switching = False
         self._switched = False
 
@@ -59,7 +61,10 @@ class HttptoolsParser:
             raise BadRequest("request head too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        if name == b"host":
+            self._hosts += 1
+        self._headers.append((name, value))
         self._head_size += len(name) + len(value)
         if self._head_size > self._max_head_size:
             raise BadRequest("request head too large")
@@ -68,10 +73,20 @@ class HttptoolsParser:
         parser = self._parser
         url = self._url
         headers = self._headers
+        hosts = self._hosts
         self._url = b""
         self._headers = []
         self._head_size = 0
-        self._sink.on_request(parser.get_method(), url, parser.get_http_version(), headers)
+        self._hosts = 0
+        version = parser.get_http_version()
+        # llhttp takes a request line without a version as HTTP/0.9, which RFC 9112 dropped;
+        # and it does not check Host, which RFC 9112 §3.2 requires: exactly one in HTTP/1.1,
+        # never more than one. h11 refuses both; so do we, on both parsers.
+        if version == "0.9":
+            raise BadRequest("HTTP/0.9 is not supported")
+        if hosts != 1 and (hosts > 1 or version == "1.1"):
+            raise BadRequest("HTTP/1.1 requests need exactly one Host header")
+        self._sink.on_request(parser.get_method(), url, version, headers)
 
     def on_body(self, body: bytes) -> None:
         self._sink.on_body(body)

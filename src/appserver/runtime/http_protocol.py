@@ -375,6 +375,7 @@ class HTTPProtocol(asyncio.Protocol):
             transport.close()
             return
         if self._bad_request is not None and not self.pipeline:
+            self.current = None  # else _reject() would defer the 400 again, forever
             self._reject(self._bad_request)
             return
         if self.pipeline:
@@ -404,6 +405,24 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _reject(self, exc: BadRequest) -> None:
         """A malformed request: answer 400 once earlier requests are answered, then close."""
+        parsing = self.parsing
+        if parsing is not None:
+            # The bad bytes are in the body of a request already announced: its app would wait
+            # for the rest of the body forever. It gets http.disconnect; the request gets the
+            # 400 in its turn (uvicorn answers 400 and closes too), or, if its response has
+            # started, the connection closes.
+            self.parsing = None
+            parsing.disconnect()
+            parsing.wake()
+            if parsing is not self.current:
+                self.pipeline.remove(parsing)
+            elif parsing.response_started:
+                self.closing = True
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            else:
+                self.current = None
         if self.current is not None:
             self._bad_request = exc
             self.pause_reading()
