@@ -320,13 +320,13 @@ class WebSocketSession:
     def _close(self, message: Any) -> None:
         code = message.get("code", 1000)
         reason = message.get("reason") or ""
+        if self.protocol.state is State.OPEN:
+            try:
+                self.protocol.send_close(code, reason)
+            except (WSProtocolError, InvalidState, TypeError, ValueError) as exc:
+                raise ProtocolError(f"invalid websocket.close: {exc}") from None
+        # else the client closed first: its close frame was already echoed.
         self.state = _CLOSED
-        if self.protocol.state is not State.OPEN:
-            return  # the client closed first: its close frame was already echoed
-        try:
-            self.protocol.send_close(code, reason)
-        except (WSProtocolError, InvalidState, TypeError, ValueError) as exc:
-            raise ProtocolError(f"invalid websocket.close: {exc}") from None
 
     def _respond(self, message: Any) -> None:
         cycle = self.cycle
@@ -373,7 +373,7 @@ class WebSocketSession:
         if state is _RESPONDING:
             self.app_failed()
             return False
-        if state is _OPEN and self.protocol.state is State.OPEN:
+        if self.protocol.state is State.OPEN:
             self.protocol.send_close(CloseCode.NORMAL_CLOSURE)  # the app is done: say so
         self.state = _CLOSED
         return True
@@ -390,7 +390,7 @@ class WebSocketSession:
             )
         elif state is _RESPONDING:
             self.end_with(self.cycle.fail())  # a 500 if the head is still held back, else a cut
-        elif state is _OPEN and self.protocol.state is State.OPEN:
+        elif self.protocol.state is State.OPEN:  # accepted, and no close frame yet
             self.protocol.send_close(CloseCode.INTERNAL_ERROR)
 
     def shutdown(self) -> None:
