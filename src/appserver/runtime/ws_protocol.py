@@ -145,6 +145,11 @@ class WebSocketProtocol(asyncio.Protocol):
             transport.close()
         elif self._close_timer is None and session.close_expected():
             self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._close_timed_out)
+            if self.read_paused:
+                # The client's answering close frame is behind the messages we left unread;
+                # no message matters any more, so read on and let the handshake finish.
+                self.read_paused = False
+                transport.resume_reading()
 
     def _close_timed_out(self) -> None:
         self._close_timer = None
