@@ -125,7 +125,9 @@ class HTTPProtocol(asyncio.Protocol):
         "read_paused",
         "server_state",
         "transport",
+        "upgrading",
         "write_paused",
+        "ws_protocol_class",
     )
 
     def __init__(
@@ -140,6 +142,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.app = loaded.app
         self.parser_class = loaded.parser_class
         self._trusted = loaded.trusted_proxies
+        self.ws_protocol_class = loaded.ws_protocol_class  # None when WebSockets are off
+        self.upgrading: ASGICycle | None = None  # a WebSocket handshake awaiting on_switch
         self.server_state = server_state
         self.app_state = app_state if app_state is not None else {}
         self.loop = loop or asyncio.get_running_loop()
@@ -280,7 +284,10 @@ class HTTPProtocol(asyncio.Protocol):
         cycle.task = None
         self.parsing = cycle
         if self.current is None and not self.closing:
-            self._start(cycle)
+            if self._takes_websocket(cycle):
+                self.upgrading = cycle  # no HTTP app call: on_switch hands it over
+            else:
+                self._start(cycle)
         else:
             # Pipelined: answer in order, and stop reading until we catch up.
             self.pipeline.append(cycle)
@@ -301,10 +308,29 @@ class HTTPProtocol(asyncio.Protocol):
             if cycle.waiter is not None:
                 cycle.wake()
             self.parsing = None
-        return False
+        return cycle is not None and cycle is self.upgrading
 
-    def on_switch(self, trailing: bytes) -> None:  # pragma: no cover - websockets land later
-        pass
+    def _takes_websocket(self, cycle: ASGICycle) -> bool:
+        # An Upgrade we do not take (ws = "none", h2c, a non-GET, or one pipelined behind a
+        # request still being answered) is served as plain HTTP, as RFC 9110 §7.8 allows.
+        return (
+            cycle.upgrade == b"websocket"
+            and self.ws_protocol_class is not None
+            and cycle.scope["method"] == "GET"
+        )
+
+    def on_switch(self, trailing: bytes) -> None:
+        """The WebSocket handshake is parsed: hand the transport over; HTTP is done here."""
+        cycle, self.upgrading = self.upgrading, None
+        transport, self.transport = self.transport, None
+        self.server_state.connections.discard(self)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if cycle is None or transport is None or self.ws_protocol_class is None:
+            return
+        websocket = self.ws_protocol_class(self.config, self.server_state, self.loop)
+        websocket.take_over(transport, cycle, trailing, self.read_paused)
 
     # --- running the app -----------------------------------------------------------------------
     def _start(self, cycle: ASGICycle) -> None:

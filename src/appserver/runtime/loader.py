@@ -112,6 +112,19 @@ def resolve_parser(http: str) -> type[Any]:
     return H11Parser
 
 
+def resolve_ws(ws: str) -> type[Any] | None:
+    """The WebSocket protocol class, or None when WebSockets are off (upgrades served as HTTP)."""
+    if ws == "none":
+        return None
+    try:
+        from appserver.runtime.ws_protocol import WebSocketProtocol
+    except ImportError:
+        if ws == "websockets":
+            raise AppLoadError('ws = "websockets" but websockets is not installed') from None
+        return None  # auto: WebSockets only when the library is there
+    return WebSocketProtocol
+
+
 def load(config: Config) -> Loaded:
     from appserver.lifespan import LifespanOff, LifespanOn
     from appserver.runtime.http_protocol import HTTPProtocol
@@ -124,8 +137,6 @@ def load(config: Config) -> Loaded:
         lifespan_class=lifespan,
         http_protocol_class=HTTPProtocol,
         parser_class=parser,
-        ws_protocol_class=None,
-        trusted_proxies=TrustedProxies(config.forwarded_allow_ips)
-        if config.proxy_headers
-        else None,
+        ws_protocol_class=resolve_ws(config.ws),
+        trusted_proxies=TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None,
     )

@@ -1,0 +1,1 @@
+"""The ASGI websocket protocol over websockets' sans-IO ``ServerProtocol``; no I/O here."""

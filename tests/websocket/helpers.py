@@ -1,0 +1,132 @@
+"""Shared pieces for the WebSocket tests: an in-process server and a raw-frame client."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import struct
+from collections.abc import AsyncIterator
+from typing import Any
+
+from appserver import Config, Server
+
+TIMEOUT = 10
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any, http: str, **settings: Any) -> AsyncIterator[tuple[Server, int]]:
+    """A real server on 127.0.0.1; yields it and its port, then shuts it down."""
+    settings.setdefault("lifespan", "off")
+    config = Config(app=app, port=0, http=http, log_config=None, **settings)
+    config.load()
+    server = Server(config)
+    await server.startup()
+    assert server.started
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield server, port
+    finally:
+        server.should_exit = True
+        await server.shutdown()
+
+
+def run(coro: Any) -> None:
+    asyncio.run(asyncio.wait_for(coro, TIMEOUT))
+
+
+def handshake_request(
+    path: str = "/", extra: bytes = b"", key: bytes | None = None
+) -> tuple[bytes, bytes]:
+    key = key or base64.b64encode(os.urandom(16))
+    request = (
+        b"GET " + path.encode() + b" HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
+        b"Sec-WebSocket-Version: 13\r\n" + extra + b"\r\n"
+    )
+    return request, key
+
+
+def frame(
+    opcode: int, payload: bytes, fin: bool = True, mask: bytes = b"\x01\x02\x03\x04"
+) -> bytes:
+    """A client frame, masked as RFC 6455 §5.3 requires; written here, not by the library."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    length = len(payload)
+    if length < 126:
+        head += bytes([0x80 | length])
+    elif length < 1 << 16:
+        head += bytes([0x80 | 126]) + struct.pack("!H", length)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", length)
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return head + mask + masked
+
+
+def close_payload(code: int, reason: bytes = b"") -> bytes:
+    return struct.pack("!H", code) + reason
+
+
+class RawClient:
+    """A WebSocket client on a bare TCP connection: bytes out, frames in."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, port: int) -> RawClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def handshake(self, path: str = "/", extra: bytes = b"") -> bytes:
+        request, _ = handshake_request(path, extra)
+        self.writer.write(request)
+        return await self.read_head()
+
+    async def read_head(self) -> bytes:
+        return await self.reader.readuntil(b"\r\n\r\n")
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def recv_frame(self) -> tuple[bool, int, bytes]:
+        """(fin, opcode, payload) of the next server frame; server frames are never masked."""
+        first, second = await self.reader.readexactly(2)
+        assert not second & 0x80, "server frames must not be masked"
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", await self.reader.readexactly(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", await self.reader.readexactly(8))
+        payload = await self.reader.readexactly(length)
+        return bool(first & 0x80), first & 0x0F, payload
+
+    async def at_eof(self) -> bool:
+        return await self.reader.read() == b""
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
+
+
+async def echo_app(scope: Any, receive: Any, send: Any) -> None:
+    """Accepts (echoing the first subprotocol offered) and echoes every message."""
+    assert scope["type"] == "websocket"
+    message = await receive()
+    assert message["type"] == "websocket.connect"
+    subprotocols = scope["subprotocols"]
+    await send(
+        {"type": "websocket.accept", "subprotocol": subprotocols[0] if subprotocols else None}
+    )
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})

@@ -1,0 +1,199 @@
+"""The runtime side: keepalive pings, back-pressure, graceful shutdown, connection counting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from appserver import Config, Server
+from appserver.runtime.ws_protocol import WebSocketProtocol
+from tests.websocket.helpers import CLOSE, PING, PONG, RawClient, echo_app, frame, run, serve
+
+
+def test_client_ping_gets_pong_and_server_pings_are_answered(http: str) -> None:
+    async def main() -> None:
+        settings = {"ws_ping_interval": 0.05, "ws_ping_timeout": 0.1}
+        async with (
+            serve(echo_app, http, **settings) as (_, port),
+            connect(f"ws://127.0.0.1:{port}/", ping_interval=None) as ws,
+        ):
+            pong = await ws.ping(b"abc")
+            latency = await asyncio.wait_for(pong, 2)
+            assert latency >= 0
+            # The websockets client answers the server's pings: the connection outlives
+            # several ping timeouts.
+            await asyncio.sleep(0.5)
+            await ws.send("still here")
+            assert await ws.recv() == "still here"
+
+    run(main())
+
+
+def test_raw_ping_pong(http: str) -> None:
+    async def main() -> None:
+        async with serve(echo_app, http, ws_ping_interval=None) as (_, port):
+            client = await RawClient.connect(port)
+            await client.handshake()
+            client.send(frame(PING, b"raw"))
+            assert await client.recv_frame() == (True, PONG, b"raw")
+            client.close()
+
+    run(main())
+
+
+def test_missing_pong_closes_1011(http: str) -> None:
+    disconnects: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        disconnects.append(await receive())
+
+    async def main() -> None:
+        settings = {"ws_ping_interval": 0.05, "ws_ping_timeout": 0.1}
+        async with serve(app, http, **settings) as (_, port):
+            client = await RawClient.connect(port)
+            await client.handshake()
+            _, opcode, payload = await client.recv_frame()
+            assert opcode == PING and len(payload) == 4
+            # We do not answer. More pings may come; then a close with 1011.
+            while True:
+                _, opcode, payload = await client.recv_frame()
+                if opcode == CLOSE:
+                    break
+                assert opcode == PING
+            assert payload.startswith(b"\x03\xf3")  # 1011
+            assert await client.at_eof()
+            client.close()
+            await asyncio.sleep(0.05)
+
+    run(main())
+    assert [d["code"] for d in disconnects] == [1011]
+
+
+def _ws_connections(server: Server) -> list[WebSocketProtocol]:
+    return [c for c in server.server_state.connections if isinstance(c, WebSocketProtocol)]
+
+
+def test_back_pressure_pauses_reading(http: str) -> None:
+    received: list[int] = []
+    size = 64 * 1024  # large enough that 20 messages cannot all arrive in one read
+
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept"})
+            await release.wait()
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                received.append(message["bytes"][0])
+                if len(received) == 20:
+                    await send({"type": "websocket.send", "text": "done"})
+
+        settings = {"ws_max_queue": 4, "timeout_graceful_shutdown": 1}
+        async with (
+            serve(app, http, **settings) as (server, port),
+            connect(f"ws://127.0.0.1:{port}/", compression=None) as ws,
+        ):
+
+            async def produce() -> None:
+                for i in range(20):
+                    await ws.send(bytes([i]) * size)
+
+            producer = asyncio.create_task(produce())
+            await asyncio.sleep(0.3)
+            (protocol,) = _ws_connections(server)
+            assert protocol.read_paused
+            assert protocol.session is not None
+            assert 4 <= protocol.session.queued < 20  # reading stopped near the limit
+            release.set()
+            assert await ws.recv() == "done"
+            await producer
+            assert not protocol.read_paused
+
+    run(main())
+    assert received == list(range(20))
+
+
+def test_graceful_shutdown_closes_1012_and_waits(http: str) -> None:
+    disconnects: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                await asyncio.sleep(0.1)  # some clean-up; shutdown waits for it
+                disconnects.append(message)
+                return
+
+    async def main() -> None:
+        config = Config(app=app, port=0, http=http, log_config=None, lifespan="off")
+        config.load()
+        server = Server(config)
+        await server.startup()
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with (
+            connect(f"ws://127.0.0.1:{port}/") as ws1,
+            connect(f"ws://127.0.0.1:{port}/") as ws2,
+        ):
+            assert len(server.server_state.connections) == 2
+            assert len(_ws_connections(server)) == 2
+            server.should_exit = True
+            await server.shutdown()
+            assert server.server_state.connections == set()
+            assert server.server_state.tasks == set()
+            for ws in (ws1, ws2):
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+                assert ws.close_code == 1012
+
+    run(main())
+    assert [d["code"] for d in disconnects] == [1012, 1012]
+
+
+def test_shutdown_cancels_a_handler_that_ignores_it(http: str) -> None:
+    cancelled: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            await asyncio.sleep(100)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def main() -> None:
+        config = Config(
+            app=app,
+            port=0,
+            http=http,
+            log_config=None,
+            lifespan="off",
+            timeout_graceful_shutdown=0.3,
+        )
+        config.load()
+        server = Server(config)
+        await server.startup()
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/") as ws:
+            server.should_exit = True
+            started = time.monotonic()
+            await server.shutdown()
+            assert time.monotonic() - started < 3
+            await ws.wait_closed()
+            assert ws.close_code == 1012
+
+    run(main())
+    assert cancelled == [True]
