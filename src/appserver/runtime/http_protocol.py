@@ -16,6 +16,7 @@ from appserver.errors import ClientDisconnected, ProtocolError
 from appserver.http.cycle import ConnectionInfo, RequestCycle, ResponseState
 from appserver.http.parser import BadRequest
 from appserver.http.response import simple_response
+from appserver.runtime.flow import WriteFlowControl
 from appserver.runtime.logs import access_logger, logger
 
 if TYPE_CHECKING:
@@ -96,14 +97,13 @@ class ASGICycle(RequestCycle):
             waiter.set_result(None)
 
 
-class HTTPProtocol(asyncio.Protocol):
+class HTTPProtocol(WriteFlowControl):
     """One client connection speaking HTTP/1.1."""
 
     # Slots: a thousand idle keep-alive connections should cost little memory.
     __slots__ = (
         "_access_log",
         "_bad_request",
-        "_drain_waiter",
         "_flush_scheduled",
         "_idle_since",
         "_idle_timer",
@@ -126,7 +126,6 @@ class HTTPProtocol(asyncio.Protocol):
         "server_state",
         "transport",
         "upgrading",
-        "write_paused",
         "ws_protocol_class",
     )
 
@@ -154,8 +153,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.parsing: ASGICycle | None = None  # the request whose bytes are arriving
         self.pipeline: list[ASGICycle] = []  # pipelined requests are rare and few
         self.read_paused = False
-        self.write_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self.init_write_flow()
         self._out: list[bytes] = []  # written by the app this loop iteration, not yet sent
         self._out_size = 0
         self._flush_scheduled = False
@@ -202,8 +200,7 @@ class HTTPProtocol(asyncio.Protocol):
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
+        self.release_drain()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -216,14 +213,6 @@ class HTTPProtocol(asyncio.Protocol):
         if self.current is None:
             return None
         return True
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
 
     # --- the one flush point -------------------------------------------------------------------
     def write(self, data: bytes, flush: bool) -> None:
@@ -263,13 +252,6 @@ class HTTPProtocol(asyncio.Protocol):
             self._out_size = 0
             if self.transport is not None:
                 self.transport.write(data)
-
-    async def drain(self) -> None:
-        """Wait until the client reads what we wrote (or goes away)."""
-        if self.write_paused and self.transport is not None:
-            self._drain_waiter = self.loop.create_future()
-            await self._drain_waiter
-            self._drain_waiter = None
 
     # --- parser sink ---------------------------------------------------------------------------
     def on_request(

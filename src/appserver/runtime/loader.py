@@ -138,5 +138,7 @@ def load(config: Config) -> Loaded:
         http_protocol_class=HTTPProtocol,
         parser_class=parser,
         ws_protocol_class=resolve_ws(config.ws),
-        trusted_proxies=TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None,
+        trusted_proxies=TrustedProxies(config.forwarded_allow_ips)
+        if config.proxy_headers
+        else None,
     )

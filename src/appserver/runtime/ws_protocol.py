@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from appserver.errors import ClientDisconnected
 from appserver.http.response import simple_response
+from appserver.runtime.flow import WriteFlowControl
 from appserver.runtime.logs import logger
 from appserver.websocket.session import SessionState, WebSocketSession
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 CLOSE_TIMEOUT = 10.0
 
 
-class WebSocketProtocol(asyncio.Protocol):
+class WebSocketProtocol(WriteFlowControl):
     """One upgraded client connection. Built by the HTTP protocol; see the module docstring."""
 
     def __init__(
@@ -50,8 +51,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.session: WebSocketSession | None = None
         self.max_queue = config.ws_max_queue
         self.read_paused = False
-        self.write_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self.init_write_flow()
         self._waiter: asyncio.Future[None] | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
@@ -120,16 +120,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.session is not None:
             self.session.connection_lost()
         self._wake()
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
+        self.release_drain()
 
     # --- the one flush point ---------------------------------------------------------------------
     def flush(self) -> None:
@@ -155,14 +146,6 @@ class WebSocketProtocol(asyncio.Protocol):
         self._close_timer = None
         if self.transport is not None:
             self.transport.close()
-
-    async def _drain(self) -> None:
-        if self.write_paused and self.transport is not None:
-            self._drain_waiter = self.loop.create_future()
-            try:
-                await self._drain_waiter
-            finally:
-                self._drain_waiter = None
 
     # --- ASGI receive / send -----------------------------------------------------------------------
     async def receive(self) -> dict[str, Any]:
@@ -190,7 +173,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if was_connecting and session.state is SessionState.OPEN:
             self._arm_ping()
         if self.write_paused:
-            await self._drain()
+            await self.drain()
             if self.transport is None and session.disconnected:
                 raise ClientDisconnected("the client closed the connection")
 
