@@ -37,9 +37,8 @@ async def serve(
     app: Any, http: str, *, lifespan: str = "off", **kw: Any
 ) -> AsyncIterator[tuple[Server, int]]:
     """Start a real server for ``app`` on 127.0.0.1 (a free port); yield it and its port."""
-    config = Config(
-        app=app, port=0, http=http, log_config=None, lifespan=lifespan, date_header=False, **kw
-    )
+    kw.setdefault("date_header", False)  # deterministic bytes for exact comparisons
+    config = Config(app=app, port=0, http=http, log_config=None, lifespan=lifespan, **kw)
     config.load()
     server = Server(config)
     await server.startup()

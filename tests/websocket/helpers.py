@@ -4,36 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import struct
-from collections.abc import AsyncIterator
 from typing import Any
 
-from appserver import Config, Server
+from tests.conftest import run, serve
 
 TIMEOUT = 10
 
-
-@contextlib.asynccontextmanager
-async def serve(app: Any, http: str, **settings: Any) -> AsyncIterator[tuple[Server, int]]:
-    """A real server on 127.0.0.1; yields it and its port, then shuts it down."""
-    settings.setdefault("lifespan", "off")
-    config = Config(app=app, port=0, http=http, log_config=None, **settings)
-    config.load()
-    server = Server(config)
-    await server.startup()
-    assert server.started
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield server, port
-    finally:
-        server.should_exit = True
-        await server.shutdown()
-
-
-def run(coro: Any) -> None:
-    asyncio.run(asyncio.wait_for(coro, TIMEOUT))
+__all__ = ["TIMEOUT", "run", "serve"]
 
 
 def handshake_request(
