@@ -226,7 +226,8 @@ def check(
     if output_format not in ("text", "json"):
         raise typer.BadParameter("expected text or json", param_hint="--format")
     results = []
-    for path in configs or [None]:
+    paths: list[Path | None] = list(configs) if configs else [None]
+    for path in paths:
         label = str(path) if path else "(no file)"
         resolved = _resolve(path, env_file, flags or {}, set_ or [])
         # An unknown APPSERVER_* variable is a warning to serve but an error here: check exists

@@ -94,7 +94,7 @@ class ConfigError(AppServerError, ValueError):
                 # pydantic reports each member of a union ("log_config.str", "log_config.dict");
                 # a person wants one line saying what the setting accepts.
                 loc = loc[:1]
-                item = {"type": "union"}
+                item = {**item, "type": "union"}
             if loc in seen:
                 continue
             seen.add(loc)

@@ -15,6 +15,7 @@ else is left to pydantic's lax parsing (``"8000"``, ``"yes"``, ``"30s"``).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ class Resolved:
 
 
 # --- reading each source -------------------------------------------------------------------------
-def file_layer(path: str | Path) -> Layer:
+def file_layer(path: str | os.PathLike[str]) -> Layer:
     """The TOML file's values, with ``file:line`` origins."""
     read = read_toml(path)
     layer = Layer("file", errors=list(read.errors))
@@ -117,7 +118,7 @@ def file_layer(path: str | Path) -> Layer:
 _DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=")
 
 
-def dotenv_layer(path: str | Path) -> Layer:
+def dotenv_layer(path: str | os.PathLike[str]) -> Layer:
     """``APPSERVER_*`` entries of a .env file (python-dotenv syntax); other names are the app's."""
     from dotenv import dotenv_values
 
@@ -313,9 +314,9 @@ def _attribute(error: SettingError, origins: Mapping[str, Origin]) -> SettingErr
 
 # --- the whole stack -------------------------------------------------------------------------------
 def layers_for(
-    path: str | Path | None = None,
+    path: str | os.PathLike[str] | None = None,
     *,
-    env_file: str | Path | None = None,
+    env_file: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     overrides_kind: Kind = "override",
@@ -334,9 +335,9 @@ def layers_for(
 
 
 def load(
-    path: str | Path | None = None,
+    path: str | os.PathLike[str] | None = None,
     *,
-    env_file: str | Path | None = None,
+    env_file: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Resolved:

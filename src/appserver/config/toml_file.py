@@ -8,6 +8,7 @@ cleverer; a message without a line is still a message, a wrong line would mislea
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -75,7 +76,7 @@ class FileValues:
         return f"{self.path}:{line}" if line else self.path
 
 
-def read_toml(path: str | Path) -> FileValues:
+def read_toml(path: str | os.PathLike[str]) -> FileValues:
     """Parse ``path`` into values by setting. Never raises for bad input: see ``.errors``."""
     shown = str(path)
     result = FileValues(shown)
