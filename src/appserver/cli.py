@@ -1,16 +1,330 @@
-"""Command line (placeholder until the configuration issue lands): ``appserver serve APP``."""
+"""The command line: ``appserver serve``, ``appserver check``, ``appserver schema``.
 
-from __future__ import annotations
+The flags for individual settings are not declared here: :func:`_with_setting_flags` builds
+them from the ``cli=`` metadata of each setting in :mod:`appserver.config.model`, so a new
+setting gets its flag, help text and environment variable from its one definition. Every flag
+value is handed to the layering code as text, where it is decoded and validated exactly like an
+environment variable, so a bad flag gets the same message shape as a bad variable.
 
-import sys
+Checking never binds a socket, and never imports the app (or uvloop/httptools) unless asked.
+"""
+
+# No ``from __future__ import annotations``: Typer reads these annotations at runtime, and the
+# generated signature mixes them with real objects.
+
+import functools
+import inspect
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from appserver.config.settings import SETTINGS, Setting
+from appserver.config.sources import Layer, Resolved, layers_for, overrides_layer, resolve
+from appserver.errors import _MISSING, SettingError, _literal
+
+cli = typer.Typer(
+    name="appserver",
+    help="A fast, hardened ASGI server configured declaratively.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+FLAG_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.cli is not None)
+
+
+def _flag_annotation(setting: Setting) -> Any:
+    assert setting.cli is not None
+    help_text = f"{setting.doc} [{setting.toml}; {setting.env}]"
+    if setting.is_bool:
+        negative = "--no-" + setting.cli.removeprefix("--")
+        option = typer.Option(f"{setting.cli}/{negative}", help=help_text, show_default=False)
+        return Annotated[Optional[bool], option]  # noqa: UP045 - Typer needs the typing form
+    if setting.is_list:
+        option = typer.Option(setting.cli, help=help_text + " (repeatable)", show_default=False)
+        return Annotated[Optional[list[str]], option]  # noqa: UP045
+    option = typer.Option(setting.cli, help=help_text, show_default=False)
+    return Annotated[Optional[str], option]  # noqa: UP045
+
+
+def _with_setting_flags(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add one option per setting with a ``cli`` flag; they reach ``func`` as ``flags``."""
+    own = [p for p in inspect.signature(func).parameters.values() if p.name != "flags"]
+    generated = [
+        inspect.Parameter(
+            s.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_flag_annotation(s)
+        )
+        for s in FLAG_SETTINGS
+    ]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        flags = {s.cli: kwargs.pop(s.name) for s in FLAG_SETTINGS}
+        return func(flags={k: v for k, v in flags.items() if v is not None}, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature([*own, *generated])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in (*own, *generated)}
+    return wrapper
+
+
+def _flags_layer(flags: dict[str, Any], assignments: list[str]) -> Layer:
+    """``--set key.path=value`` first, then the named flags (which win over --set)."""
+    by_flag = {s.cli: s for s in FLAG_SETTINGS}
+    layer = Layer("flag")
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            layer.errors.append(
+                SettingError(
+                    (),
+                    item,
+                    'expected "key.path=value", e.g. limits.concurrency=100',
+                    None,
+                    "--set",
+                )
+            )
+            continue
+        _merge(layer, overrides_layer({key.strip(): value}, kind="flag"))
+    for flag, value in flags.items():
+        setting = by_flag[flag]
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+            flag = flag if value else "--no-" + flag.removeprefix("--")
+        elif isinstance(value, list):
+            text = json.dumps([piece for item in value for piece in _pieces(setting, item)])
+        else:
+            text = value
+        _merge(layer, overrides_layer({setting.name: text}, kind="flag"), spelled=flag)
+    return layer
+
+
+def _pieces(setting: Setting, item: str) -> list[str]:
+    # `--header "x-a: 1"` is one header even if its value has a comma; IP lists split on commas.
+    if setting.name == "headers" or item.strip()[:1] in ("[", "{"):
+        return [item]
+    return [piece.strip() for piece in item.split(",") if piece.strip()]
+
+
+def _merge(layer: Layer, other: Layer, spelled: str | None = None) -> None:
+    from dataclasses import replace
+
+    for name, value in other.values.items():
+        origin = other.origins[name]
+        layer.set(name, value, replace(origin, spelled=spelled) if spelled else origin)
+    for error in other.errors:
+        layer.errors.append(replace(error, spelled=spelled) if spelled else error)
+
+
+def _resolve(
+    path: Path | None, env_file: Path | None, flags: dict[str, Any], assignments: list[str]
+) -> Resolved:
+    layers = layers_for(path, env_file=env_file, environ=dict(os.environ))
+    layers.append(_flags_layer(flags, assignments))
+    resolved = resolve(layers)
+    if resolved.config is not None and resolved.config.app is None:
+        resolved.errors.append(
+            SettingError(
+                ("app",),
+                _MISSING,
+                'required: set app = "module:attribute" in the file, APPSERVER_APP or --app',
+                None,
+                "app",
+            )
+        )
+        resolved.config = None
+    return resolved
+
+
+def _print_problems(errors: list[SettingError], label: str) -> None:
+    count = len(errors)
+    typer.echo(f"{label}: invalid configuration ({count} problem{'s' * (count != 1)}):", err=True)
+    for error in errors:
+        typer.echo(f"  {error}", err=True)
+
+
+# --- common options --------------------------------------------------------------------------------
+EnvFile = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--env-file", help=".env file (python-dotenv format) with APPSERVER_* settings."),
+]
+SetOption = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        "--set", metavar="KEY.PATH=VALUE", help="Set any setting by its TOML path (repeatable)."
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from appserver import __version__
+
+        typer.echo(f"appserver {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """A fast, hardened ASGI server configured declaratively."""
+
+
+@cli.command()
+@_with_setting_flags
+def serve(
+    config: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Argument(help="TOML configuration file.", show_default=False),
+    ] = None,
+    env_file: EnvFile = None,
+    set_: SetOption = None,
+    flags: dict[str, Any] | None = None,
+) -> None:
+    """Serve the app from defaults < CONFIG < --env-file < APPSERVER_* < flags."""
+    resolved = _resolve(config, env_file, flags or {}, set_ or [])
+    if resolved.config is None:
+        _print_problems(resolved.errors, str(config) if config else "appserver")
+        raise typer.Exit(1)
+    for warning in resolved.unknown:
+        typer.echo(f"warning: {warning}", err=True)
+    from appserver.server import Server
+
+    Server(resolved.config).run()
+
+
+@cli.command()
+@_with_setting_flags
+def check(
+    configs: Annotated[
+        Optional[list[Path]],  # noqa: UP045
+        typer.Argument(help="TOML configuration files to check.", show_default=False),
+    ] = None,
+    env_file: EnvFile = None,
+    set_: SetOption = None,
+    import_app: Annotated[
+        bool, typer.Option("--import-app", help="Also import the app and check it is ASGI.")
+    ] = False,
+    print_: Annotated[
+        bool,
+        typer.Option("--print", help="Show every effective value and where it came from."),
+    ] = False,
+    output_format: Annotated[
+        str, typer.Option("--format", help="Output format: text or json.", metavar="text|json")
+    ] = "text",
+    flags: dict[str, Any] | None = None,
+) -> None:
+    """Validate configuration without binding sockets (or importing the app unless asked)."""
+    if output_format not in ("text", "json"):
+        raise typer.BadParameter("expected text or json", param_hint="--format")
+    results = []
+    paths: list[Path | None] = list(configs) if configs else [None]
+    for path in paths:
+        label = str(path) if path else "(no file)"
+        resolved = _resolve(path, env_file, flags or {}, set_ or [])
+        # An unknown APPSERVER_* variable is a warning to serve but an error here: check exists
+        # to catch a typo before it silently does nothing in production.
+        resolved.errors.extend(resolved.unknown)
+        if import_app and resolved.config is not None and not resolved.errors:
+            problem = _import_app(resolved)
+            if problem is not None:
+                resolved.errors.append(problem)
+                resolved.config = None
+        results.append((label, resolved))
+    valid = all(not r.errors and r.config is not None for _, r in results)
+    if output_format == "json":
+        report = {"valid": valid, "results": [_json_result(label, r) for label, r in results]}
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        for label, resolved in results:
+            if resolved.errors or resolved.config is None:
+                _print_problems(resolved.errors, label)
+                continue
+            typer.echo(f"{label}: ok")
+            if print_:
+                _print_settings(resolved)
+    raise typer.Exit(0 if valid else 1)
+
+
+def _import_app(resolved: Resolved) -> SettingError | None:
+    from appserver.errors import AppLoadError
+    from appserver.runtime.loader import resolve_app
+
+    assert resolved.config is not None
+    try:
+        resolve_app(resolved.config)
+    except AppLoadError as exc:
+        origin = resolved.origin("app")
+        return SettingError(("app",), resolved.config.app, str(exc), origin.where, "app")
+    except Exception as exc:  # the app's own import-time failure must not become a traceback
+        return SettingError(
+            ("app",), resolved.config.app, f"importing the app raised {exc!r}", None, "app"
+        )
+    return None
+
+
+def _effective(resolved: Resolved) -> list[tuple[Setting, Any, str]]:
+    assert resolved.config is not None
+    return [(s, getattr(resolved.config, s.name), str(resolved.origin(s.name))) for s in SETTINGS]
+
+
+def _print_settings(resolved: Resolved) -> None:
+    rows = [
+        (s.toml, "unset" if value is None else _literal(_plain(value)), source)
+        for s, value, source in _effective(resolved)
+    ]
+    width_key = max(len(r[0]) for r in rows)
+    width_value = max(len(r[1]) for r in rows)
+    for key, value, source in rows:
+        typer.echo(f"  {key:<{width_key}}  {value:<{width_value}}  {source}")
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON can hold it: tuples become lists, None stays None."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def _json_result(label: str, resolved: Resolved) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "file": label,
+        "valid": not resolved.errors and resolved.config is not None,
+        "errors": [str(e) for e in resolved.errors],
+        "warnings": [],
+    }
+    if resolved.config is not None and not resolved.errors:
+        result["settings"] = {
+            s.toml: {"value": _plain(value), "source": source, "env": s.env}
+            for s, value, source in _effective(resolved)
+        }
+    return result
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the TOML configuration file."""
+    from appserver.config.schema import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2))
 
 
 def main() -> None:
-    import appserver
+    """Console entry point (``appserver``, ``python -m appserver``)."""
+    cli(prog_name="appserver")
 
-    args = sys.argv[1:]
-    if len(args) >= 2 and args[0] == "serve":
-        appserver.run(args[1])
-    else:
-        print("usage: appserver serve module:app", file=sys.stderr)
-        raise SystemExit(2)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

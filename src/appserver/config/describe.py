@@ -7,6 +7,7 @@ definition.
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from typing import Any, Literal, Union
@@ -66,8 +67,8 @@ def describe_type(annotation: Any, info: FieldInfo) -> str:
     origin = typing.get_origin(annotation)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        inner = " or ".join(describe_type(a, info) for a in args)
-        return inner + (" (or unset)" if len(args) < len(typing.get_args(annotation)) else "")
+        # A file leaves a setting unset by omitting it, so "or unset" would only add noise.
+        return " or ".join(describe_type(a, info) for a in args)
     if origin is typing.Annotated:
         funcs = _validators(annotation)
         if parse_duration in funcs:
@@ -78,7 +79,8 @@ def describe_type(annotation: Any, info: FieldInfo) -> str:
             return SIZE_HINT + (f" ({_range(info).strip()})" if _range(info) else "")
         return describe_type(typing.get_args(annotation)[0], info)
     if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+        # Quoted the way TOML and JSON write strings, since that is what people type.
+        return "one of " + ", ".join(json.dumps(a) for a in typing.get_args(annotation))
     if annotation is bool:
         return "true or false"
     if annotation is int:
@@ -109,9 +111,15 @@ def expected_for(model: type[BaseModel], loc: tuple[Any, ...], error: Any) -> st
     info = model.model_fields[str(loc[0])]
     if len(loc) > 1:
         return message
-    return "expected " + describe_type(
-        info.annotation if not info.metadata else _annotated(info), info
-    )
+    return "expected " + describe_field(info)
+
+
+def describe_field(info: FieldInfo) -> str:
+    """What a field accepts: its declared ``expects`` wording, else words from its type."""
+    extra = info.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("expects"), str):
+        return str(extra["expects"])
+    return describe_type(info.annotation if not info.metadata else _annotated(info), info)
 
 
 def _annotated(info: FieldInfo) -> Any:

@@ -14,6 +14,7 @@ that work (in ``appserver.runtime.loader``) and records what it built.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -49,12 +50,19 @@ def setting(
     toml: str | None,
     doc: str,
     cli: str | None = None,
+    expects: str | None = None,
     **constraints: Any,
 ) -> Any:
-    """Declare a setting. ``toml`` is its dotted path in the file (None: Python only)."""
+    """Declare a setting. ``toml`` is its dotted path in the file (None: Python only).
+
+    ``expects`` words what the setting accepts when its type alone says too little
+    ("an import string ..."); otherwise error messages describe the type and bounds.
+    """
     extra: dict[str, Any] = {"toml": toml}
     if cli is not None:
         extra["cli"] = cli
+    if expects is not None:
+        extra["expects"] = expects
     return Field(default, description=doc, json_schema_extra=extra, **constraints)
 
 
@@ -73,6 +81,7 @@ class Config(BaseModel):
         None,
         toml="app",
         cli="--app",
+        expects='an import string "module:attribute"',
         doc='The ASGI application: an import string "module:attribute" '
         "(or, from Python, the callable itself).",
     )
@@ -207,6 +216,7 @@ class Config(BaseModel):
         [],
         toml="headers.custom",
         cli="--header",
+        expects='a table {name = "value"} or a list of "name: value" strings',
         doc='Extra response headers: a table {name = "value"}, or "name: value" strings.',
     )
 
@@ -221,6 +231,7 @@ class Config(BaseModel):
         ["127.0.0.1"],
         toml="proxy.trusted",
         cli="--forwarded-allow-ips",
+        expects='a list of IP addresses, CIDR networks or "*"',
         doc='Proxies trusted for X-Forwarded-* headers: IPs, CIDR networks, or "*" for all.',
     )
 
@@ -235,6 +246,7 @@ class Config(BaseModel):
         "default",
         toml="logging.config",
         cli="--log-config",
+        expects='"default", "none", a logging config file path or a dictConfig table',
         doc='"default" (appserver\'s console logging), a logging config file (.json or .ini), '
         "a dictConfig mapping, or none to leave logging as the program set it up.",
     )
@@ -375,6 +387,28 @@ class Config(BaseModel):
         if self.uds is not None and self.fd is not None:
             raise ValueError("uds and fd are exclusive: set one socket source")
         return self
+
+    # --- layered sources ---------------------------------------------------------------------
+    @classmethod
+    def from_sources(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        env_file: str | os.PathLike[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Config:
+        """Build a Config from defaults < TOML ``path`` < ``env_file`` < ``environ`` < ``overrides``.
+
+        ``environ`` is a mapping (pass ``os.environ`` for the process environment; None reads
+        none). ``overrides`` are keyed by Python keyword or TOML path. Raises
+        :class:`~appserver.errors.ConfigError` listing every problem, each naming its source.
+        ``APPSERVER_*`` variables that match no setting are ignored here; ``appserver check``
+        reports them (see :func:`appserver.config.sources.load`).
+        """
+        from appserver.config.sources import load
+
+        return load(path, env_file=env_file, environ=environ, overrides=overrides).unwrap()
 
     # --- loading -------------------------------------------------------------------------------
     def load(self) -> None:

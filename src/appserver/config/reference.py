@@ -1,0 +1,48 @@
+"""The README's configuration reference, generated from the settings' one definition.
+
+``tests/config/test_reference.py`` fails when README.md's table differs from
+:func:`markdown_table`; regenerate it with ``python -m appserver.config.reference``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from appserver.config.settings import SETTINGS, Setting
+
+
+def _default(setting: Setting) -> str:
+    value: Any = setting.default
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, list):
+        return "`" + json.dumps([list(v) if isinstance(v, tuple) else v for v in value]) + "`"
+    if isinstance(value, str):
+        return f'`"{value}"`'
+    return f"`{value:g}`" if isinstance(value, float) else f"`{value}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table() -> str:
+    """One row per setting: TOML key, environment variable, flag, accepts, default, meaning."""
+    lines = [
+        "| TOML key | Environment variable | Flag | Accepts | Default | Description |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        flag = f"`{s.cli}`" if s.cli else ""
+        lines.append(
+            f"| `{s.toml}` | `{s.env}` | {flag} | {_cell(s.expected)} | {_default(s)} "
+            f"| {_cell(s.doc)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(markdown_table(), end="")
