@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/example.toml
 
-.PHONY: install serve test lint format bench clean
+.PHONY: install serve test lint format bench reference clean
 
 install: $(STAMP)
 
@@ -33,6 +33,9 @@ format: install
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+reference: install
+	$(BIN)/python -m appserver.config.reference README.md
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

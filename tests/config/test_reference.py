@@ -20,7 +20,7 @@ def test_readme_reference_matches_the_definition() -> None:
     table = section.split("<!-- reference -->\n")[1].split("<!-- /reference -->")[0]
     assert table == markdown_table(), (
         "README.md's configuration reference is out of date: regenerate it with "
-        "`python -m appserver.config.reference`"
+        "`make reference`"
     )
 
 

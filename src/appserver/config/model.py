@@ -95,7 +95,7 @@ class Config(BaseModel):
         None,
         toml="app_dir",
         cli="--app-dir",
-        doc="Directory put first on sys.path before the app is imported.",
+        doc="Directory put first on sys.path before the app is imported (unset: the current directory).",
     )
     interface: Literal["auto", "asgi3", "asgi2"] = setting(
         "auto",

@@ -44,5 +44,20 @@ def markdown_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def update_readme(path: str) -> None:
+    """Rewrite the table between the ``<!-- reference -->`` markers of ``path``."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    start = text.index("<!-- reference -->\n") + len("<!-- reference -->\n")
+    end = text.index("<!-- /reference -->")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text[:start] + markdown_table() + text[end:])
+
+
 if __name__ == "__main__":  # pragma: no cover
-    print(markdown_table(), end="")
+    import sys
+
+    if len(sys.argv) > 1:
+        update_readme(sys.argv[1])  # python -m appserver.config.reference README.md
+    else:
+        print(markdown_table(), end="")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -80,8 +81,12 @@ def resolve_app(config: Config) -> Any:
     """The ASGI 3 callable the config names, imported and unwrapped (factory, ASGI 2)."""
     if config.app is None:
         raise AppLoadError('no app configured: set `app` to "module:attribute"')
-    if config.app_dir is not None and config.app_dir not in sys.path:
-        sys.path.insert(0, config.app_dir)
+    if isinstance(config.app, str):
+        # Like uvicorn's --app-dir, whose default is the current directory: "examples.hello:app"
+        # must import from where the command runs, also from the installed `appserver` script.
+        app_dir = os.path.abspath(config.app_dir if config.app_dir is not None else os.getcwd())
+        if app_dir not in sys.path:
+            sys.path.insert(0, app_dir)
     app = import_from_string(config.app) if isinstance(config.app, str) else config.app
     if config.factory:
         if not callable(app):
