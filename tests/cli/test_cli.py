@@ -312,3 +312,20 @@ def test_serve_from_file_env_and_flags(
     assert response.headers["x-from"] == "file"
     assert "server" not in response.headers
     stop(process)
+
+
+def test_installed_script_imports_apps_from_the_working_directory() -> None:
+    # `python -m appserver` puts the working directory on sys.path by itself; the installed
+    # console script (what `make serve` runs) does not, so the loader must.
+    script = Path(sys.executable).with_name("appserver")
+    env = clean_env()
+    del env["PYTHONPATH"]
+    result = subprocess.run(
+        [str(script), "check", "--import-app", "configs/example.toml"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -19,8 +19,7 @@ def test_readme_reference_matches_the_definition() -> None:
     )[0]
     table = section.split("<!-- reference -->\n")[1].split("<!-- /reference -->")[0]
     assert table == markdown_table(), (
-        "README.md's configuration reference is out of date: regenerate it with "
-        "`make reference`"
+        "README.md's configuration reference is out of date: regenerate it with `make reference`"
     )
 
 
