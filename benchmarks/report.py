@@ -1,0 +1,232 @@
+"""The pure parts of the harness: parse wrk output, summarise rounds, format the table.
+
+No processes, sockets or clocks here, so tests can cover all of it quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+SERVER_A = "appserver"
+SERVER_B = "uvicorn"
+SERVERS = (SERVER_A, SERVER_B)
+
+JSON_MARKER = "BENCH_JSON "
+_UNITS_TO_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+class WrkParseError(ValueError):
+    """wrk's output had neither our JSON line nor the numbers we need."""
+
+
+def parse_wrk_output(text: str) -> dict[str, Any]:
+    """Totals, req/s and latency (ms) from one wrk run.
+
+    Prefers the ``BENCH_JSON`` line printed by wrk_report.lua's ``done()`` hook; falls back to
+    wrk's human-readable text (run with ``--latency``) when the line is missing.
+    """
+    for line in reversed(text.splitlines()):
+        if line.startswith(JSON_MARKER):
+            try:
+                data = json.loads(line[len(JSON_MARKER) :])
+            except json.JSONDecodeError as exc:
+                raise WrkParseError(f"bad BENCH_JSON line: {exc}") from None
+            return _from_json(data)
+    return _from_text(text)
+
+
+def _from_json(data: dict[str, Any]) -> dict[str, Any]:
+    duration_s = data["duration_us"] / 1e6
+    latency = data["latency_us"]
+    errors = data["errors"]
+    return {
+        "requests": int(data["requests"]),
+        "duration_s": duration_s,
+        "bytes": int(data["bytes"]),
+        "rate": data["requests"] / duration_s if duration_s > 0 else 0.0,
+        "p50_ms": latency["p50"] / 1000.0,
+        "p99_ms": latency["p99"] / 1000.0,
+        "mean_ms": latency["mean"] / 1000.0,
+        "max_ms": latency["max"] / 1000.0,
+        "errors": {k: int(v) for k, v in errors.items()},
+        "error_count": sum(int(v) for v in errors.values()),
+    }
+
+
+def _to_ms(value: str, unit: str) -> float:
+    return float(value) * _UNITS_TO_MS[unit]
+
+
+def _from_text(text: str) -> dict[str, Any]:
+    rps = re.search(r"Requests/sec:\s*([\d.]+)", text)
+    if rps is None:
+        raise WrkParseError("no 'Requests/sec' and no BENCH_JSON line in wrk output")
+    pct = {
+        m.group(1): _to_ms(m.group(2), m.group(3))
+        for m in re.finditer(r"^\s*(\d+)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.MULTILINE)
+    }
+    if "50" not in pct or "99" not in pct:
+        raise WrkParseError("no latency distribution in wrk output (run wrk with --latency)")
+    total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", text)
+    errors = {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0}
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if sock:
+        for key, value in zip(("connect", "read", "write", "timeout"), sock.groups(), strict=True):
+            errors[key] = int(value)
+    status = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if status:
+        errors["status"] = int(status.group(1))
+    return {
+        "requests": int(total.group(1)) if total else 0,
+        "duration_s": _to_ms(total.group(2), total.group(3)) / 1000.0 if total else 0.0,
+        "bytes": 0,
+        "rate": float(rps.group(1)),
+        "p50_ms": pct["50"],
+        "p99_ms": pct["99"],
+        "mean_ms": None,
+        "max_ms": None,
+        "errors": errors,
+        "error_count": sum(errors.values()),
+    }
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def percentile(sorted_values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of an already sorted, non-empty sequence."""
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    rank = max(1, -(-len(sorted_values) * pct // 100))  # ceil(n * pct / 100), at least 1
+    return sorted_values[int(rank) - 1]
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b, or None when either is missing or b is zero."""
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def paired_ratio(runs: Sequence[dict[str, Any]], key: str) -> float | None:
+    """Median over rounds of appserver[key] / uvicorn[key] within the same round."""
+    by_round: dict[int, dict[str, Any]] = {}
+    for run in runs:
+        if run.get("skipped"):
+            continue
+        by_round.setdefault(run["round"], {})[run["server"]] = run.get(key)
+    return median(
+        ratio(pair.get(SERVER_A), pair.get(SERVER_B)) for _, pair in sorted(by_round.items())
+    )
+
+
+def summarize(workload: dict[str, Any], runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Median of each number over the rounds, per server, and the paired ratio.
+
+    ``workload`` needs ``name``, ``metric`` and ``kind``; each run has ``server``, ``round`` and
+    the measured ``rate`` (req/s or msg/s; None for idle), ``p50_ms``, ``p99_ms``, ``hwm_kib``
+    (VmHWM: peak RSS), ``rss_kib`` (VmRSS when measured), ``errors`` (a count) or ``skipped``.
+    The ratio compares ``rate`` (higher is better), or ``rss_kib`` for the idle kind (lower is
+    better).
+    """
+    mine = [r for r in runs if r["workload"] == workload["name"]]
+    skipped = next((r["skipped"] for r in mine if r.get("skipped")), None)
+    servers: dict[str, Any] = {}
+    for server in SERVERS:
+        done = [r for r in mine if r["server"] == server and not r.get("skipped")]
+        servers[server] = {
+            "runs": len(done),
+            "rate": median(r.get("rate") for r in done),
+            "p50_ms": median(r.get("p50_ms") for r in done),
+            "p99_ms": median(r.get("p99_ms") for r in done),
+            "hwm_kib": median(r.get("hwm_kib") for r in done),
+            "rss_kib": median(r.get("rss_kib") for r in done),
+            "errors": sum(int(r.get("errors") or 0) for r in done),
+            "per_connection_kib": median(r.get("per_connection_kib") for r in done),
+        }
+    key = "rss_kib" if workload["kind"] == "idle" else "rate"
+    return {
+        "workload": workload["name"],
+        "kind": workload["kind"],
+        "metric": workload["metric"],
+        "description": workload.get("description", ""),
+        "skipped": skipped,
+        "servers": servers,
+        "ratio_of": key,
+        "ratio": None if skipped else paired_ratio(mine, key),
+    }
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _mib(kib: float | None) -> str:
+    return "-" if kib is None else f"{kib / 1024:.1f} MiB"
+
+
+def format_table(summaries: Sequence[dict[str, Any]]) -> str:
+    """Two rows per workload (appserver, then uvicorn); the ratio sits on the appserver row.
+
+    Ratio = appserver / uvicorn of the workload's metric, median of the per-round ratios.
+    For req/s and msg/s higher is better; for the idle workload the metric is RSS with the
+    connections open, where lower is better.
+    """
+    header = ("workload", "server", "rate", "p50 ms", "p99 ms", "peak RSS", "ratio")
+    rows: list[tuple[str, ...]] = []
+    notes: list[str] = []
+    for s in summaries:
+        if s["skipped"]:
+            rows.append((s["workload"], "(skipped)", "-", "-", "-", "-", "-"))
+            notes.append(f"{s['workload']}: skipped: {s['skipped']}")
+            continue
+        for i, server in enumerate(SERVERS):
+            data = s["servers"][server]
+            if s["kind"] == "idle":
+                rate = f"RSS {_mib(data['rss_kib'])}"
+                if data["per_connection_kib"] is not None:
+                    rate += f" ({data['per_connection_kib']:+.1f} KiB/conn)"
+            else:
+                rate = f"{_num(data['rate'], ',.0f')} {s['metric']}"
+            if data["errors"]:
+                rate += " !"
+                notes.append(f"{s['workload']}: {server}: {data['errors']} errors (! above)")
+            ratio_cell = ""
+            if i == 0:
+                ratio_cell = "-" if s["ratio"] is None else f"{s['ratio']:.2f}x {s['metric']}"
+            rows.append(
+                (
+                    s["workload"] if i == 0 else "",
+                    server,
+                    rate,
+                    _num(data["p50_ms"], ".2f"),
+                    _num(data["p99_ms"], ".2f"),
+                    _mib(data["hwm_kib"]),
+                    ratio_cell,
+                )
+            )
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    right = {2, 3, 4, 5}
+
+    def line(cells: Sequence[str]) -> str:
+        out = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(out).rstrip()
+
+    text = [line(header), line(["-" * w for w in widths])]
+    text.extend(line(r) for r in rows)
+    text.append("")
+    text.append(
+        "ratio = appserver / uvicorn, median of per-round ratios; "
+        "req/s, msg/s: higher is better; RSS (idle connections): lower is better."
+    )
+    text.extend(notes)
+    return "\n".join(text)

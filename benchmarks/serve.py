@@ -1,0 +1,65 @@
+"""Launch one server on one benchmark app (run as a subprocess by the harness).
+
+    python -m benchmarks.serve --server appserver|uvicorn --app hello \
+        --http httptools --loop uvloop --port 8001
+
+Both servers get the same keywords (appserver's are uvicorn's names): no access log, warning-level
+logging, lifespan off, 127.0.0.1 only. ``--cpu N`` pins the process to core N before the server
+starts (the harness also re-pins every thread once the port answers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks.apps import APPS
+
+SERVERS = ("appserver", "uvicorn")
+HOST = "127.0.0.1"
+
+
+def server_kwargs(http: str, loop: str, port: int) -> dict[str, Any]:
+    """Keywords passed unchanged to ``appserver.run`` and ``uvicorn.run``."""
+    return {
+        "host": HOST,
+        "port": port,
+        "http": http,
+        "loop": loop,
+        "access_log": False,
+        "log_level": "warning",
+        "lifespan": "off",
+    }
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve", description=__doc__)
+    parser.add_argument("--server", choices=SERVERS, required=True)
+    parser.add_argument("--app", choices=sorted(APPS), required=True)
+    parser.add_argument("--http", choices=("httptools", "h11"), default="httptools")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--cpu", type=int, default=None, help="pin to this core")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.cpu})
+    app = APPS[args.app]
+    kwargs = server_kwargs(args.http, args.loop, args.port)
+    if args.server == "appserver":
+        import appserver
+
+        appserver.run(app, **kwargs)
+    else:
+        import uvicorn
+
+        uvicorn.run(app, **kwargs)
+
+
+if __name__ == "__main__":
+    main()

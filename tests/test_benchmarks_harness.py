@@ -1,0 +1,183 @@
+"""The benchmark harness: its pure parts (no wrk, no timing) and the launcher serving a request."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import httpx
+import pytest
+from benchmarks import runner
+from benchmarks.report import (
+    WrkParseError,
+    format_table,
+    paired_ratio,
+    parse_wrk_output,
+    percentile,
+    summarize,
+)
+from benchmarks.workloads import WORKLOADS, select
+
+WRK_JSON = (
+    'BENCH_JSON {"requests":120000,"duration_us":10000000,"bytes":15000000,'
+    '"errors":{"connect":0,"read":1,"write":0,"status":2,"timeout":0},'
+    '"latency_us":{"mean":1200.50,"stdev":300.10,"max":9000,"p50":1100,"p75":1300,'
+    '"p90":1500,"p99":2500}}'
+)
+
+WRK_TEXT = """\
+Running 10s test @ http://127.0.0.1:8000/
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.20ms  300.10us   9.00ms   83.59%
+    Req/Sec    12.00k     2.98k   19.82k    80.00%
+  Latency Distribution
+     50%  850.00us
+     75%    1.43ms
+     90%    2.91ms
+     99%    1.05s
+  120000 requests in 10.00s, 14.31MB read
+  Socket errors: connect 0, read 3, write 0, timeout 4
+  Non-2xx or 3xx responses: 5
+Requests/sec:  12000.50
+Transfer/sec:      1.43MB
+"""
+
+
+def test_parse_wrk_json_line_wins_over_text() -> None:
+    parsed = parse_wrk_output(WRK_TEXT + WRK_JSON + "\n")
+    assert parsed["requests"] == 120000
+    assert parsed["rate"] == pytest.approx(12000.0)
+    assert parsed["p50_ms"] == pytest.approx(1.1)
+    assert parsed["p99_ms"] == pytest.approx(2.5)
+    assert parsed["errors"]["status"] == 2
+    assert parsed["error_count"] == 3
+
+
+def test_parse_wrk_text_fallback_units_and_errors() -> None:
+    parsed = parse_wrk_output(WRK_TEXT)
+    assert parsed["rate"] == pytest.approx(12000.5)
+    assert parsed["p50_ms"] == pytest.approx(0.85)
+    assert parsed["p99_ms"] == pytest.approx(1050.0)
+    assert parsed["requests"] == 120000
+    assert parsed["duration_s"] == pytest.approx(10.0)
+    assert parsed["errors"] == {"connect": 0, "read": 3, "write": 0, "status": 5, "timeout": 4}
+    assert parsed["error_count"] == 12
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "wrk: connection refused\n", "Requests/sec: 100\n", "BENCH_JSON {not json\n"],
+)
+def test_parse_wrk_rejects_incomplete_output(text: str) -> None:
+    with pytest.raises(WrkParseError):
+        parse_wrk_output(text)
+
+
+def test_percentile_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([7.0], 99) == 7.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def _run(server: str, round_no: int, rate: float | None, **extra: object) -> dict[str, object]:
+    return {
+        "workload": "hello",
+        "server": server,
+        "round": round_no,
+        "rate": rate,
+        "p50_ms": 1.0,
+        "p99_ms": 3.0,
+        "rss_kib": 30 * 1024,
+        "hwm_kib": 32 * 1024,
+        "errors": 0,
+        **extra,
+    }
+
+
+def test_paired_ratio_is_median_of_round_ratios() -> None:
+    runs = [
+        _run("appserver", 1, 110.0),
+        _run("uvicorn", 1, 100.0),  # 1.10
+        _run("appserver", 2, 300.0),
+        _run("uvicorn", 2, 100.0),  # 3.00 (outlier)
+        _run("appserver", 3, 120.0),
+        _run("uvicorn", 3, 100.0),  # 1.20
+    ]
+    assert paired_ratio(runs, "rate") == pytest.approx(1.2)
+    # A round where one side failed (no rate) is left out, not counted as zero.
+    runs.append(_run("appserver", 4, None))
+    runs.append(_run("uvicorn", 4, 100.0))
+    assert paired_ratio(runs, "rate") == pytest.approx(1.2)
+    assert paired_ratio([_run("appserver", 1, 1.0), _run("uvicorn", 1, 0.0)], "rate") is None
+
+
+def test_summarize_and_table() -> None:
+    hello = {"name": "hello", "kind": "wrk", "metric": "req/s", "description": "d"}
+    idle = {"name": "idle-1000", "kind": "idle", "metric": "RSS"}
+    ws = {"name": "ws-echo", "kind": "ws", "metric": "msg/s"}
+    runs = [
+        _run("appserver", 1, 22000.0),
+        _run("uvicorn", 1, 20000.0, errors=7),
+        {**_run("appserver", 1, None, rss_kib=45 * 1024), "workload": "idle-1000"},
+        {**_run("uvicorn", 1, None, rss_kib=50 * 1024), "workload": "idle-1000"},
+        {"workload": "ws-echo", "server": "appserver", "round": 0, "skipped": "no ws"},
+        {"workload": "ws-echo", "server": "uvicorn", "round": 0, "skipped": "no ws"},
+    ]
+    summaries = [summarize(w, runs) for w in (hello, idle, ws)]
+    assert summaries[0]["ratio"] == pytest.approx(1.1)
+    assert summaries[0]["servers"]["appserver"]["rate"] == 22000.0
+    assert summaries[0]["servers"]["uvicorn"]["errors"] == 7
+    assert summaries[1]["ratio"] == pytest.approx(0.9)  # RSS: lower is better
+    assert summaries[2]["skipped"] == "no ws" and summaries[2]["ratio"] is None
+    json.dumps(summaries)  # goes into the results file as is
+
+    table = format_table(summaries)
+    lines = table.splitlines()
+    assert lines[0].split() == [
+        "workload",
+        "server",
+        "rate",
+        "p50",
+        "ms",
+        "p99",
+        "ms",
+        "peak",
+        "RSS",
+        "ratio",
+    ]
+    hello_row = next(line for line in lines if line.startswith("hello"))
+    assert "appserver" in hello_row and "22,000 req/s" in hello_row and "1.10x req/s" in hello_row
+    assert "32.0 MiB" in hello_row
+    assert any("uvicorn" in line and "20,000 req/s !" in line for line in lines)
+    assert any(line.startswith("idle-1000") and "0.90x RSS" in line for line in lines)
+    assert any(line.startswith("ws-echo") and "(skipped)" in line for line in lines)
+    assert "ws-echo: skipped: no ws" in table
+    assert "hello: uvicorn: 7 errors" in table
+
+
+def test_select_workloads() -> None:
+    assert select(None) == list(WORKLOADS)
+    assert [w.name for w in select(["echo-1k-h11", "hello"])] == ["hello", "echo-1k-h11"]
+    assert {w.name for w in select(["hello*"])} == {"hello", "hello-1conn", "hello-h11"}
+    with pytest.raises(ValueError, match="unknown workload"):
+        select(["nope"])
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("server", ["appserver", "uvicorn"])
+def test_launcher_serves_a_request(server: str) -> None:
+    if server == "uvicorn" and importlib.util.find_spec("uvicorn") is None:
+        pytest.skip("uvicorn is only in the bench extra (pip install -e '.[bench]')")
+    workload = select(["hello"])[0]
+    with runner.running(server, workload, runner.Pinning()) as sp:
+        response = httpx.get(f"http://127.0.0.1:{sp.port}/", timeout=10)
+        mem = runner.memory_kib(sp.pid)
+    assert response.status_code == 200
+    assert response.text == "Hello, world!"
+    assert mem["VmHWM"] >= mem["VmRSS"] > 0
+    assert sp.proc.returncode is not None  # stopped
