@@ -17,7 +17,6 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 from appserver.errors import ClientDisconnected, ProtocolError
 from appserver.http.framing import Framing, request_keeps_alive, response_framing
@@ -125,17 +124,7 @@ class RequestCycle:
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         """Build the ASGI scope. ``headers`` must have lower-cased names. Raises ProtocolError."""
-        if target[:1] == b"/":
-            # Origin form, nearly every request: split inline, skip the general function.
-            raw_path, _, query = target.partition(b"?")
-            try:
-                path = raw_path.decode("ascii")
-            except UnicodeDecodeError:
-                raise ProtocolError("request target is not ASCII") from None
-            if "%" in path:
-                path = unquote(path)
-        else:
-            path, raw_path, query = split_target(target)
+        path, raw_path, query = split_target(target)
         connection_close = False
         expect_continue = False
         upgrade: bytes | None = None

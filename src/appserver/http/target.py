@@ -13,7 +13,9 @@ def split_target(target: bytes) -> tuple[str, bytes, bytes]:
     ``path`` is percent-decoded as UTF-8; ``raw_path`` keeps the bytes as sent. A target that is
     not ASCII is refused: RFC 9112 gives it no meaning and decoding it would be guesswork.
     """
-    if target[:1] != b"/" and target != b"*":
+    if target[:1] == b"/" or target == b"*":
+        raw_path, _, query = target.partition(b"?")  # origin form: nearly every request
+    else:
         # Absolute form, sent to proxies but valid to any server (RFC 9112 §3.2.2).
         try:
             parts = urlsplit(target.decode("ascii"))
@@ -23,8 +25,6 @@ def split_target(target: bytes) -> tuple[str, bytes, bytes]:
             raise ProtocolError("invalid request target")
         raw_path = (parts.path or "/").encode("ascii")
         query = parts.query.encode("ascii")
-    else:
-        raw_path, _, query = target.partition(b"?")
     try:
         path = raw_path.decode("ascii")
     except UnicodeDecodeError:
