@@ -73,6 +73,10 @@ class LifespanOn:
         }
         try:
             await app(scope, self._receive, self._send)
+        except asyncio.CancelledError:
+            # Not the app's failure: a forced exit skips lifespan shutdown and the loop's
+            # clean-up cancels this task. Nothing to report.
+            raise
         except BaseException as exc:
             self._error = True
             if self._startup_done.is_set() or self.config.lifespan == "on" or self._startup_failed:
