@@ -2,7 +2,7 @@
 
 run() -> serve() -> startup() -> main_loop() -> shutdown(). The first SIGINT/SIGTERM asks for
 a graceful drain, a second one forces exit. A signal-initiated drain ends run() normally, so a
-process stopped by its supervisor exits with status 0.
+process stopped by its supervisor exits with status 0; a forced exit ends it with status 1.
 """
 
 from __future__ import annotations
@@ -73,7 +73,11 @@ class Server:
 
     # --- entry points --------------------------------------------------------------------------
     def run(self, sockets: list[socket.socket] | None = None) -> None:
-        """Configure logging, load the config, and serve on a new event loop until stopped."""
+        """Configure logging, load the config, and serve on a new event loop until stopped.
+
+        Returns normally after a signal-initiated graceful drain (exit status 0); raises
+        SystemExit(1) when the server cannot start or a second signal forced the exit.
+        """
         configure_logging(self.config)
         self._load_or_exit()
         try:
@@ -92,6 +96,10 @@ class Server:
             finally:
                 asyncio.set_event_loop(None)
                 loop.close()
+        if self.force_exit:
+            # A second signal cut the drain short: in-flight work may have been lost, so this
+            # is not the clean stop that status 0 reports.
+            raise SystemExit(1)
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         """Serve in the running loop until stopped. Exits with status 1 if startup fails."""
@@ -225,6 +233,8 @@ class Server:
             logger.error(
                 "Cancel %d running task(s), timeout graceful shutdown exceeded", len(state.tasks)
             )
+        if self.force_exit:
+            logger.warning("Forced exit: cancel %d running task(s)", len(state.tasks))
         if state.tasks:
             for task in list(state.tasks):
                 task.cancel()
