@@ -229,7 +229,7 @@ class Server:
             connection.shutdown()
         try:
             await asyncio.wait_for(self._drained(), timeout=self.config.timeout_graceful_shutdown)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             logger.error(
                 "Cancel %d running task(s), timeout graceful shutdown exceeded", len(state.tasks)
             )
