@@ -70,6 +70,7 @@ class Server:
         self.lifespan: Any = None
         self._captured_signals: list[int] = []
         self._max_requests: int | None = None
+        self._logging_configured = False
 
     # --- entry points --------------------------------------------------------------------------
     def run(self, sockets: list[socket.socket] | None = None) -> None:
@@ -78,7 +79,7 @@ class Server:
         Returns normally after a signal-initiated graceful drain (exit status 0); raises
         SystemExit(1) when the server cannot start or a second signal forced the exit.
         """
-        configure_logging(self.config)
+        self._configure_logging()
         self._load_or_exit()
         try:
             new_loop = loop_factory(self.config.loop)
@@ -117,6 +118,14 @@ class Server:
         else:
             raise SystemExit(1)
 
+    def _configure_logging(self) -> None:
+        # Once per server, by whichever entry point comes first: run(), or startup() for the
+        # programs that drive the lifecycle themselves (uvicorn configures logging in
+        # Config.__init__; our Config is plain data).
+        if not self._logging_configured:
+            configure_logging(self.config)
+            self._logging_configured = True
+
     def _load_or_exit(self) -> None:
         if self.config.loaded:
             return
@@ -131,6 +140,7 @@ class Server:
         """Run lifespan startup, bind, start accepting. Needs ``config.load()`` first."""
         config = self.config
         lifespan_class = config.lifespan_class  # AttributeError when load() was not called
+        self._configure_logging()
         protocol_class = config.http_protocol_class
         self.lifespan = lifespan_class(config)
         # No request is served before the app says it is ready: bind only after startup.
