@@ -279,8 +279,9 @@ class Server:
     def capture_signals(self) -> Generator[None, None, None]:
         """Install handle_exit for HANDLED_SIGNALS; restore the previous handlers on exit.
 
-        A previous handler that the program installed itself (a callable other than Python's
-        default SIGINT handler) is then sent the signals we caught, so it still learns of them.
+        A previous handler that the program installed itself is then sent the signals we caught,
+        so it still learns of them. Python's and asyncio's default handlers are not: they would
+        only turn a stop we already carried out into a KeyboardInterrupt.
         """
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -292,9 +293,21 @@ class Server:
             for sig, handler in original.items():
                 signal.signal(sig, handler)
             for sig in dict.fromkeys(reversed(self._captured_signals)):
-                handler = original[sig]
-                if callable(handler) and handler is not signal.default_int_handler:
+                if _is_programs_own(original[sig]):
                     signal.raise_signal(sig)
+
+
+def _is_programs_own(handler: Any) -> bool:
+    """Whether a previous signal handler is one the program installed to hear of the signal."""
+    if not callable(handler) or handler is signal.default_int_handler:
+        return False  # SIG_DFL, SIG_IGN, None (set outside Python), or KeyboardInterrupt
+    # asyncio.run() (3.11+) installs Runner._on_sigint, wrapped in functools.partial: it
+    # cancels the main task and then raises KeyboardInterrupt. Re-raising SIGINT into it after
+    # a graceful drain would cancel whatever the program does after `await server.serve()`
+    # and end the process with a KeyboardInterrupt traceback (uvicorn does exactly that).
+    runner = getattr(asyncio, "Runner", None)
+    owner = getattr(getattr(handler, "func", None), "__self__", None)
+    return not (runner is not None and isinstance(owner, runner))
 
 
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
