@@ -108,6 +108,7 @@ class Server:
             await self._serve(sockets)
 
     async def _serve(self, sockets: list[socket.socket] | None) -> None:
+        self._configure_logging()
         self._load_or_exit()
         logger.info("Started server process [%d]", os.getpid())
         await self.startup(sockets=sockets)
