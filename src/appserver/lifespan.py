@@ -27,6 +27,9 @@ class LifespanOff:
     async def shutdown(self) -> None:
         return None
 
+    def cancel(self) -> None:
+        return None
+
 
 class LifespanOn:
     def __init__(self, config: Config) -> None:
@@ -63,6 +66,11 @@ class LifespanOn:
             logger.error("Application shutdown failed.")
         else:
             logger.info("Application shutdown complete.")
+
+    def cancel(self) -> None:
+        """Forced exit: stop the app's lifespan coroutine wherever it is stuck."""
+        if self._task is not None:
+            self._task.cancel()
 
     async def _main(self) -> None:
         app = self.config.loaded_app

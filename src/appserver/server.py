@@ -17,7 +17,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Awaitable, Generator
 from email.utils import formatdate
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -145,7 +145,11 @@ class Server:
         protocol_class = config.http_protocol_class
         self.lifespan = lifespan_class(config)
         # No request is served before the app says it is ready: bind only after startup.
-        await self.lifespan.startup()
+        if not await self._unless_forced(self.lifespan.startup()):
+            logger.warning("Forced exit during application startup")
+            self.lifespan.cancel()
+            self.should_exit = True
+            return
         if self.lifespan.should_exit:
             self.should_exit = True
             return
@@ -253,12 +257,31 @@ class Server:
         for connection in list(state.connections):
             connection.close()
         await asyncio.sleep(0)  # let transports deliver connection_lost
-        if self.lifespan is not None and not self.force_exit:
-            await self.lifespan.shutdown()
+        lifespan = self.lifespan
+        if (
+            lifespan is not None
+            and not self.force_exit
+            and not await self._unless_forced(lifespan.shutdown())
+        ):
+            logger.warning("Forced exit during application shutdown")
+            lifespan.cancel()
         for listener in self.listeners:
             if listener.sock.family == socket.AF_UNIX and self.config.uds:
                 with contextlib.suppress(OSError):
                     os.unlink(self.config.uds)
+
+    async def _unless_forced(self, step: Awaitable[None]) -> bool:
+        """Await a lifespan step unless a second signal forces exit first (the app's startup or
+        shutdown may never finish). True when the step completed."""
+        task = asyncio.ensure_future(step)
+        while not task.done():
+            if self.force_exit:
+                task.cancel()
+                await asyncio.wait({task})
+                return False
+            await asyncio.wait({task}, timeout=TICK)
+        task.result()
+        return True
 
     async def _drained(self) -> None:
         state = self.server_state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -72,3 +73,19 @@ async def startup_fails(scope: Any, receive: Any, send: Any) -> None:
         return
     say("request served")
     await _text(send, b"should not be served")
+
+
+async def stuck_lifespan(scope: Any, receive: Any, send: Any) -> None:
+    """Lifespan startup or shutdown never completes (STUCK="startup" or "shutdown")."""
+    if scope["type"] != "lifespan":
+        await _text(send, b"hello")
+        return
+    stuck = os.environ.get("STUCK", "shutdown")
+    await receive()
+    if stuck == "startup":
+        say("startup stuck")
+        await asyncio.Event().wait()
+    await send({"type": "lifespan.startup.complete"})
+    await receive()
+    say("shutdown stuck")
+    await asyncio.Event().wait()

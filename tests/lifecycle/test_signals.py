@@ -271,3 +271,25 @@ def test_program_signal_handler_restored_and_told() -> None:
     )
     assert lifespan < told < returned
     assert result.output.count("program handler got signal") == 1
+
+
+@pytest.mark.parametrize("stuck", ["startup", "shutdown"])
+def test_second_signal_forces_exit_from_stuck_lifespan(stuck: str) -> None:
+    """An app whose lifespan startup or shutdown never completes cannot hold the process."""
+    port = free_port()
+    args = serve_args("tests.lifecycle.apps:stuck_lifespan", port)
+    with running(args, env={"STUCK": stuck}) as proc:
+        if stuck == "startup":
+            wait_for_output(proc, "startup stuck")
+            proc.signal(signal.SIGTERM)
+        else:
+            wait_until_serving(proc, port)
+            proc.signal(signal.SIGTERM)
+            wait_for_output(proc, "shutdown stuck")
+        time.sleep(0.3)
+        assert proc.alive()  # the first signal waits for the app
+        proc.signal(signal.SIGTERM)
+        result = proc.wait()
+    assert result.returncode == 1, result.output
+    assert f"Forced exit during application {stuck}" in result.output
+    assert "Traceback" not in result.output
