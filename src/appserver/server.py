@@ -171,6 +171,7 @@ class Server:
             self.listeners = open_listeners(config, sockets)
             for listener in self.listeners:
                 sock = listener.sock
+                server: asyncio.AbstractServer
                 if sock.family == socket.AF_UNIX:
                     server = await loop.create_unix_server(
                         protocol_factory, sock=sock, backlog=config.backlog
