@@ -41,7 +41,12 @@ class Proc:
     """A child Python process whose stdout and stderr go to one file (no pipe to fill up)."""
 
     def __init__(
-        self, args: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+        self,
+        args: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -56,6 +61,7 @@ class Proc:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             preexec_fn=_default_sigint,
+            pass_fds=pass_fds,
         )
 
     @property
@@ -95,9 +101,13 @@ class Proc:
 
 @contextlib.contextmanager
 def running(
-    args: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Iterator[Proc]:
-    proc = Proc(args, cwd=cwd, env=env)
+    proc = Proc(args, cwd=cwd, env=env, pass_fds=pass_fds)
     try:
         yield proc
     finally:

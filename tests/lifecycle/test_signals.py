@@ -6,10 +6,12 @@ hangs; nothing asserts how fast anything is.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -293,3 +295,58 @@ def test_second_signal_forces_exit_from_stuck_lifespan(stuck: str) -> None:
     assert result.returncode == 1, result.output
     assert f"Forced exit during application {stuck}" in result.output
     assert "Traceback" not in result.output
+
+
+# --- other ways to bind -----------------------------------------------------------------------
+
+
+def test_serves_on_unix_socket_and_removes_it(tmp_path: Path) -> None:
+    path = tmp_path / "app.sock"
+    with running(serve_args("tests.lifecycle.apps:slow", 0, uds=str(path))) as proc:
+        wait_for_output(proc, f"running on http+unix:{path}")
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(path))) as client:
+            assert client.get("http://localhost/").text == "hello"
+        proc.signal(signal.SIGTERM)
+        result = proc.wait()
+    assert result.returncode == 0, result.output
+    assert not path.exists()
+
+
+def test_serves_on_inherited_fd() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        fd = sock.fileno()
+        os.set_inheritable(fd, True)
+        with running(serve_args("tests.lifecycle.apps:slow", 0, fd=fd), pass_fds=(fd,)) as proc:
+            assert wait_until_serving(proc, port).text == "hello"
+            proc.signal(signal.SIGTERM)
+            result = proc.wait()
+    assert result.returncode == 0, result.output
+
+
+def test_startup_called_directly_reports_port_in_use() -> None:
+    """A program driving startup() itself (spec example 8) gets the reason in the log too."""
+    code = """if True:
+        import asyncio, sys
+        from appserver import Config, Server
+
+        async def main():
+            config = Config(app="tests.lifecycle.apps:slow", port=int(sys.argv[1]))
+            config.load()
+            server = Server(config)
+            await server.startup()
+            print("started:", server.started, "should_exit:", server.should_exit)
+
+        asyncio.run(main())
+    """
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with running(["-c", code, str(port)]) as proc:
+            result = proc.wait()
+    assert result.returncode == 0, result.output
+    (line,) = error_lines(result.output)
+    assert f"cannot bind 127.0.0.1:{port}: Address already in use" in line
+    assert "started: False should_exit: True" in result.output
