@@ -217,6 +217,9 @@ class Server:
         limit = self._max_requests
         if limit is not None and self.server_state.total_requests >= limit:
             logger.warning("Maximum request limit of %d exceeded. Terminating process.", limit)
+            # Stopping now is the same decision as a first signal: code watching should_exit
+            # learns of it, and a signal during the drain that follows forces exit.
+            self.should_exit = True
             return True
         return False
 

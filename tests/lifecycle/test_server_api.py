@@ -89,8 +89,10 @@ def test_on_tick_stops_after_max_requests() -> None:
         try:
             server.server_state.total_requests = 2
             assert await server.on_tick(1) is False
+            assert server.should_exit is False
             server.server_state.total_requests = 3
             assert await server.on_tick(1) is True
+            assert server.should_exit is True  # so a signal during the drain forces exit
         finally:
             await server.shutdown()
 
