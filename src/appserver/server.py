@@ -314,6 +314,7 @@ class Server:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
+        self._captured_signals = []  # only what arrives while we hold the handlers
         original = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
         try:
             yield

@@ -182,3 +182,23 @@ def test_date_header_comes_from_the_tick_not_the_request() -> None:
             await server.shutdown()
 
     run(main)
+
+
+def test_capture_signals_passes_on_only_what_it_caught() -> None:
+    heard: list[int] = []
+
+    def mine(sig: int, frame: FrameType | None) -> None:
+        heard.append(sig)
+
+    server = Server(config())
+    server.handle_exit(signal.SIGTERM, None)  # called directly, not while captured
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with server.capture_signals():
+            pass
+        assert heard == []
+        with server.capture_signals():
+            signal.raise_signal(signal.SIGTERM)
+        assert heard == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
