@@ -28,6 +28,9 @@ from .procs import (
 
 pytestmark = pytest.mark.timeout(90)
 
+# Signals reach Python handlers differently under uvloop (libuv's loop) and asyncio.
+LOOPS = pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+
 
 def serve_args(app: str, port: int, **options: Any) -> list[str]:
     kwargs = "".join(f", {key}={value!r}" for key, value in options.items())
@@ -78,9 +81,10 @@ def error_lines(output: str) -> list[str]:
 # --- draining ---------------------------------------------------------------------------------
 
 
-def test_sigterm_lets_in_flight_request_finish() -> None:
+@LOOPS
+def test_sigterm_lets_in_flight_request_finish(loop: str) -> None:
     port = free_port()
-    with running(serve_args("tests.lifecycle.apps:slow", port)) as proc:
+    with running(serve_args("tests.lifecycle.apps:slow", port, loop=loop)) as proc:
         wait_until_serving(proc, port)
         slow = Request(f"http://127.0.0.1:{port}/slow?s=3")
         wait_for_output(proc, "slow request begun")
@@ -101,10 +105,11 @@ def test_sigterm_lets_in_flight_request_finish() -> None:
     assert "Traceback" not in result.output
 
 
-def test_second_signal_forces_exit() -> None:
+@LOOPS
+def test_second_signal_forces_exit(loop: str) -> None:
     """Chosen: a forced exit ends with status 1, because in-flight work was cut short."""
     port = free_port()
-    with running(serve_args("tests.lifecycle.apps:slow", port)) as proc:
+    with running(serve_args("tests.lifecycle.apps:slow", port, loop=loop)) as proc:
         wait_until_serving(proc, port)
         slow = Request(f"http://127.0.0.1:{port}/slow?s=60")
         wait_for_output(proc, "slow request begun")
@@ -123,9 +128,10 @@ def test_second_signal_forces_exit() -> None:
     assert "lifespan shutdown" not in result.output
 
 
-def test_graceful_timeout_cancels_straggler() -> None:
+@LOOPS
+def test_graceful_timeout_cancels_straggler(loop: str) -> None:
     port = free_port()
-    args = serve_args("tests.lifecycle.apps:slow", port, timeout_graceful_shutdown=0.5)
+    args = serve_args("tests.lifecycle.apps:slow", port, timeout_graceful_shutdown=0.5, loop=loop)
     with running(args) as proc:
         wait_until_serving(proc, port)
         slow = Request(f"http://127.0.0.1:{port}/slow?s=60")
