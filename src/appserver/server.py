@@ -278,12 +278,16 @@ class Server:
         """Await a lifespan step unless a second signal forces exit first (the app's startup or
         shutdown may never finish). True when the step completed."""
         task = asyncio.ensure_future(step)
-        while not task.done():
-            if self.force_exit:
-                task.cancel()
-                await asyncio.wait({task})
-                return False
-            await asyncio.wait({task}, timeout=TICK)
+        try:
+            while not task.done():
+                if self.force_exit:
+                    task.cancel()
+                    await asyncio.wait({task})
+                    return False
+                await asyncio.wait({task}, timeout=TICK)
+        except asyncio.CancelledError:
+            task.cancel()  # asyncio.wait() leaves it running when we are cancelled
+            raise
         task.result()
         return True
 
