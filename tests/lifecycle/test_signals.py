@@ -184,7 +184,9 @@ def test_limit_concurrency_answers_503() -> None:
 
 def test_limit_max_requests_exits_cleanly() -> None:
     port = free_port()
-    args = serve_args("tests.lifecycle.apps:slow", port, limit_max_requests=5)
+    args = serve_args(
+        "tests.lifecycle.apps:slow", port, limit_max_requests=5, limit_max_requests_jitter=0
+    )
     with running(args) as proc:
         wait_until_serving(proc, port)  # response 1
         with httpx.Client(timeout=10) as client:
