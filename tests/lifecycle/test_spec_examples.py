@@ -150,7 +150,12 @@ def test_example(case: Case) -> None:
         pytest.skip(f"port {PORT} is already in use; the spec examples bind it")
     # cwd examples/: example 3 imports "myapp:app" from there.
     with running([str(EXAMPLES / case.example)], cwd=EXAMPLES) as proc:
-        response = wait_until_serving(proc, PORT)
+        try:
+            response = wait_until_serving(proc, PORT)
+        except AssertionError:
+            _skip_if_port_taken_meanwhile(proc.output())
+            raise
+        _skip_if_port_taken_meanwhile(proc.output())
         assert response.status_code == 200
         assert response.text == case.body
         proc.signal(case.sig)
@@ -164,3 +169,9 @@ def test_example(case: Case) -> None:
         assert text not in output, output
     assert ("Traceback" in output) == case.traceback, output
     assert "ERROR" not in output, output
+
+
+def _skip_if_port_taken_meanwhile(output: str) -> None:
+    # Another program may bind the port between the check above and the example's bind.
+    if "Address already in use" in output:
+        pytest.skip(f"port {PORT} was taken by another program while the example started")
