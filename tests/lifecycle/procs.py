@@ -25,10 +25,19 @@ START_TIMEOUT = 15.0
 EXIT_TIMEOUT = 15.0
 
 
-def _default_sigint() -> None:  # pragma: no cover - runs in the child before exec
-    # A shell's background jobs start with SIGINT ignored, and Python then never installs
-    # KeyboardInterrupt; give the child the disposition an interactive program would have.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+@contextlib.contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    """A shell's background jobs start with SIGINT ignored, an ignored signal stays ignored
+    across exec, and Python then never installs KeyboardInterrupt. Children started in this
+    block get the disposition an interactive program has (exec resets handled signals)."""
+    if signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass
@@ -53,16 +62,16 @@ class Proc:
         full_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(ROOT), str(cwd or ""), full_env.get("PYTHONPATH", "")) if p
         )
-        self.popen = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=cwd or ROOT,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_default_sigint,
-            pass_fds=pass_fds,
-        )
+        with _sigint_not_ignored():
+            self.popen = subprocess.Popen(
+                [sys.executable, *args],
+                cwd=cwd or ROOT,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                pass_fds=pass_fds,
+            )
 
     @property
     def pid(self) -> int:
