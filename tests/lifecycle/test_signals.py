@@ -266,17 +266,18 @@ def test_no_request_served_before_lifespan_startup_completes() -> None:
 # --- embedding --------------------------------------------------------------------------------
 
 
-def test_program_signal_handler_restored_and_told() -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_program_signal_handler_restored_and_told(sig: signal.Signals) -> None:
     port = free_port()
     with running([str(HERE / "embedded.py"), str(port)]) as proc:
         wait_until_serving(proc, port)
-        proc.signal(signal.SIGTERM)
+        proc.signal(sig)
         result = proc.wait()
     assert result.returncode == 0, result.output
     lifespan, told, returned = order(
         result.output,
         "lifespan shutdown",
-        "program handler got signal 15",
+        f"program handler got signal {int(sig)}",
         "serve returned; handler restored: True",
     )
     assert lifespan < told < returned
