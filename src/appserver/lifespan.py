@@ -27,6 +27,9 @@ class LifespanOff:
     async def shutdown(self) -> None:
         return None
 
+    def cancel(self) -> None:
+        return None
+
 
 class LifespanOn:
     def __init__(self, config: Config) -> None:
@@ -64,6 +67,11 @@ class LifespanOn:
         else:
             logger.info("Application shutdown complete.")
 
+    def cancel(self) -> None:
+        """Forced exit: stop the app's lifespan coroutine wherever it is stuck."""
+        if self._task is not None:
+            self._task.cancel()
+
     async def _main(self) -> None:
         app = self.config.loaded_app
         scope = {
@@ -73,6 +81,10 @@ class LifespanOn:
         }
         try:
             await app(scope, self._receive, self._send)
+        except asyncio.CancelledError:
+            # Not the app's failure: a forced exit skips lifespan shutdown and the loop's
+            # clean-up cancels this task. Nothing to report.
+            raise
         except BaseException as exc:
             self._error = True
             if self._startup_done.is_set() or self.config.lifespan == "on" or self._startup_failed:

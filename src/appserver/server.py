@@ -2,7 +2,7 @@
 
 run() -> serve() -> startup() -> main_loop() -> shutdown(). The first SIGINT/SIGTERM asks for
 a graceful drain, a second one forces exit. A signal-initiated drain ends run() normally, so a
-process stopped by its supervisor exits with status 0.
+process stopped by its supervisor exits with status 0; a forced exit ends it with status 1.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Awaitable, Generator
 from email.utils import formatdate
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -70,11 +70,16 @@ class Server:
         self.lifespan: Any = None
         self._captured_signals: list[int] = []
         self._max_requests: int | None = None
+        self._logging_configured = False
 
     # --- entry points --------------------------------------------------------------------------
     def run(self, sockets: list[socket.socket] | None = None) -> None:
-        """Configure logging, load the config, and serve on a new event loop until stopped."""
-        configure_logging(self.config)
+        """Configure logging, load the config, and serve on a new event loop until stopped.
+
+        Returns normally after a signal-initiated graceful drain (exit status 0); raises
+        SystemExit(1) when the server cannot start or a second signal forced the exit.
+        """
+        self._configure_logging()
         self._load_or_exit()
         try:
             new_loop = loop_factory(self.config.loop)
@@ -92,6 +97,10 @@ class Server:
             finally:
                 asyncio.set_event_loop(None)
                 loop.close()
+        if self.force_exit:
+            # A second signal cut the drain short: in-flight work may have been lost, so this
+            # is not the clean stop that status 0 reports.
+            raise SystemExit(1)
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         """Serve in the running loop until stopped. Exits with status 1 if startup fails."""
@@ -99,6 +108,7 @@ class Server:
             await self._serve(sockets)
 
     async def _serve(self, sockets: list[socket.socket] | None) -> None:
+        self._configure_logging()
         self._load_or_exit()
         logger.info("Started server process [%d]", os.getpid())
         await self.startup(sockets=sockets)
@@ -108,6 +118,14 @@ class Server:
             logger.info("Finished server process [%d]", os.getpid())
         else:
             raise SystemExit(1)
+
+    def _configure_logging(self) -> None:
+        # Once per server, by whichever entry point comes first: run(), or startup() for the
+        # programs that drive the lifecycle themselves (uvicorn configures logging in
+        # Config.__init__; our Config is plain data).
+        if not self._logging_configured:
+            configure_logging(self.config)
+            self._logging_configured = True
 
     def _load_or_exit(self) -> None:
         if self.config.loaded:
@@ -123,10 +141,15 @@ class Server:
         """Run lifespan startup, bind, start accepting. Needs ``config.load()`` first."""
         config = self.config
         lifespan_class = config.lifespan_class  # AttributeError when load() was not called
+        self._configure_logging()
         protocol_class = config.http_protocol_class
         self.lifespan = lifespan_class(config)
         # No request is served before the app says it is ready: bind only after startup.
-        await self.lifespan.startup()
+        if not await self._unless_forced(self.lifespan.startup()):
+            logger.warning("Forced exit during application startup")
+            self.lifespan.cancel()
+            self.should_exit = True
+            return
         if self.lifespan.should_exit:
             self.should_exit = True
             return
@@ -194,6 +217,9 @@ class Server:
         limit = self._max_requests
         if limit is not None and self.server_state.total_requests >= limit:
             logger.warning("Maximum request limit of %d exceeded. Terminating process.", limit)
+            # Stopping now is the same decision as a first signal: code watching should_exit
+            # learns of it, and a signal during the drain that follows forces exit.
+            self.should_exit = True
             return True
         return False
 
@@ -226,6 +252,8 @@ class Server:
             logger.error(
                 "Cancel %d running task(s), timeout graceful shutdown exceeded", len(state.tasks)
             )
+        if self.force_exit:
+            logger.warning("Forced exit: cancel %d running task(s)", len(state.tasks))
         if state.tasks:
             for task in list(state.tasks):
                 task.cancel()
@@ -235,12 +263,35 @@ class Server:
         for connection in list(state.connections):
             connection.close()
         await asyncio.sleep(0)  # let transports deliver connection_lost
-        if self.lifespan is not None and not self.force_exit:
-            await self.lifespan.shutdown()
+        lifespan = self.lifespan
+        if (
+            lifespan is not None
+            and not self.force_exit
+            and not await self._unless_forced(lifespan.shutdown())
+        ):
+            logger.warning("Forced exit during application shutdown")
+            lifespan.cancel()
         for listener in self.listeners:
             if listener.sock.family == socket.AF_UNIX and self.config.uds:
                 with contextlib.suppress(OSError):
                     os.unlink(self.config.uds)
+
+    async def _unless_forced(self, step: Awaitable[None]) -> bool:
+        """Await a lifespan step unless a second signal forces exit first (the app's startup or
+        shutdown may never finish). True when the step completed."""
+        task = asyncio.ensure_future(step)
+        try:
+            while not task.done():
+                if self.force_exit:
+                    task.cancel()
+                    await asyncio.wait({task})
+                    return False
+                await asyncio.wait({task}, timeout=TICK)
+        except asyncio.CancelledError:
+            task.cancel()  # asyncio.wait() leaves it running when we are cancelled
+            raise
+        task.result()
+        return True
 
     async def _drained(self) -> None:
         state = self.server_state
@@ -262,12 +313,14 @@ class Server:
     def capture_signals(self) -> Generator[None, None, None]:
         """Install handle_exit for HANDLED_SIGNALS; restore the previous handlers on exit.
 
-        A previous handler that the program installed itself (a callable other than Python's
-        default SIGINT handler) is then sent the signals we caught, so it still learns of them.
+        A previous handler that the program installed itself is then sent the signals we caught,
+        so it still learns of them. Python's and asyncio's default handlers are not: they would
+        only turn a stop we already carried out into a KeyboardInterrupt.
         """
         if threading.current_thread() is not threading.main_thread():
             yield
             return
+        self._captured_signals = []  # only what arrives while we hold the handlers
         original = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
         try:
             yield
@@ -275,9 +328,21 @@ class Server:
             for sig, handler in original.items():
                 signal.signal(sig, handler)
             for sig in dict.fromkeys(reversed(self._captured_signals)):
-                handler = original[sig]
-                if callable(handler) and handler is not signal.default_int_handler:
+                if _is_programs_own(original[sig]):
                     signal.raise_signal(sig)
+
+
+def _is_programs_own(handler: Any) -> bool:
+    """Whether a previous signal handler is one the program installed to hear of the signal."""
+    if not callable(handler) or handler is signal.default_int_handler:
+        return False  # SIG_DFL, SIG_IGN, None (set outside Python), or KeyboardInterrupt
+    # asyncio.run() (3.11+) installs Runner._on_sigint, wrapped in functools.partial: it
+    # cancels the main task and then raises KeyboardInterrupt. Re-raising SIGINT into it after
+    # a graceful drain would cancel whatever the program does after `await server.serve()`
+    # and end the process with a KeyboardInterrupt traceback (uvicorn does exactly that).
+    runner = getattr(asyncio, "Runner", None)
+    owner = getattr(getattr(handler, "func", None), "__self__", None)
+    return not (runner is not None and isinstance(owner, runner))
 
 
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:

@@ -37,7 +37,10 @@ def import_from_string(import_str: str) -> Any:
     try:
         instance: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if (exc.name and module_name.startswith(exc.name)) or exc.name == module_name:
+        # The app's module (or a package above it) is missing, not something it imports:
+        # "pkg" missing for "pkg.app" is ours, "miss" missing for "missing_dep" is not.
+        missing = exc.name or ""
+        if missing == module_name or module_name.startswith(missing + "."):
             raise AppLoadError(
                 f"cannot import app {import_str!r}: no module named {module_name!r}"
             ) from None

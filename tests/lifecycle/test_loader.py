@@ -1,0 +1,39 @@
+"""App import errors name the right module: the app's own, or the one it failed to import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appserver.errors import AppLoadError
+from appserver.runtime.loader import import_from_string
+
+
+@pytest.fixture
+def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "message"),
+    [
+        # The app's module imports a missing module whose name is a prefix of its own.
+        ("import miss\n", "missing_dep_a:app", "No module named 'miss'"),
+        ("import unrelated_missing_x\n", "missing_dep_b:app", "'unrelated_missing_x'"),
+    ],
+)
+def test_missing_dependency_is_named(modules: Path, source: str, target: str, message: str) -> None:
+    (modules / f"{target.partition(':')[0]}.py").write_text(source)
+    with pytest.raises(AppLoadError) as info:
+        import_from_string(target)
+    assert message in str(info.value)
+    assert "no module named 'missing_dep" not in str(info.value)
+
+
+@pytest.mark.parametrize("target", ["no_such_module_q:app", "no_such_pkg_q.sub:app"])
+def test_missing_app_module_is_named(target: str) -> None:
+    module = target.partition(":")[0]
+    with pytest.raises(AppLoadError, match=f"no module named '{module}'"):
+        import_from_string(target)
