@@ -310,3 +310,29 @@ def test_shutdown_waits_for_the_response_in_flight(http: str) -> None:
         assert closed
 
     run(main())
+
+
+def test_head_is_sent_while_the_app_waits_before_its_first_body_chunk(http: str) -> None:
+    # The head is held back to go out with the first body chunk in one write; an app that
+    # sends http.response.start and then waits (an event stream before its first event) must
+    # still get its head to the client straight away.
+    release = asyncio.Event()
+
+    async def slow_stream(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await release.wait()
+        await send({"type": "http.response.body", "body": b"event", "more_body": False})
+
+    async def main() -> None:
+        async with serve(slow_stream, http) as (_, port):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2.0)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert b"transfer-encoding: chunked\r\n" in head
+            release.set()
+            body = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 2.0)
+            assert body == b"5\r\nevent\r\n0\r\n\r\n"
+            writer.close()
+
+    run(main())
