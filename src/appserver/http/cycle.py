@@ -102,6 +102,7 @@ class RequestCycle:
         "_overrides",
         "_remaining",
         "_status_line",
+        "_whole_body_plain",
         "buffered",
         "defaults",
         "disconnected",
@@ -264,6 +265,14 @@ class RequestCycle:
             self.status = status
             if self._app_close:
                 self.keep_alive = False
+            # Whether a body sent whole (one message) gets the plain Content-Length framing
+            # _head would choose: decided once here, by the same pure function.
+            self._whole_body_plain = (
+                self._content_length is None
+                and not self._overrides
+                and response_framing(status, self.head_request, None, True, self.http_version)
+                is _LENGTH
+            )
             self.response_state = _STARTED
             return b""
         if message_type != "http.response.body" or state is _DONE:
@@ -279,6 +288,22 @@ class RequestCycle:
                 raise ProtocolError(f"response body must be bytes, got {type(body).__name__}")
             body = bytes(body)
         if state is _STARTED:
+            if (
+                not more_body
+                and self._whole_body_plain
+                and self.keep_alive
+                and self.request_complete
+            ):
+                # The most common response: head and whole body in one formatting operation.
+                # Equivalent to _head + _frame for Framing.LENGTH on a persistent connection.
+                self.response_state = _DONE
+                return b"%s%s%scontent-length: %d\r\n\r\n%s" % (
+                    self._status_line,
+                    self.defaults.encoded,
+                    self._encoded_headers,
+                    len(body),
+                    body,
+                )
             head = self._head(len(body), more_body)
             # _frame raises before changing state: a body that breaks its Content-Length
             # leaves the response unwritten, so fail() can still answer 500.
