@@ -80,16 +80,22 @@ class ASGICycle(RequestCycle):
         state = self.response_state
         protocol = self.protocol
         if state is _DONE:
-            protocol.write(data, flush=True)
+            transport = protocol.transport
+            if protocol._out or transport is None:
+                protocol.write(data, flush=True)
+            elif data:
+                transport.write(data)  # the whole response, nothing buffered: write() inlined
             protocol.response_complete(self)
         elif data:
             protocol.write(data, flush=False)
             if protocol.write_paused:
                 await protocol.drain()
-        elif state is _STARTED:
+        elif state is _STARTED and not protocol._flush_scheduled:
             # The head waits for the first body message so both go out in one write; if the
             # app pauses in between, the end-of-iteration flush sends the head alone.
-            protocol.schedule_flush()
+            # (schedule_flush(), inlined for the hot path.)
+            protocol._flush_scheduled = True
+            protocol.loop.call_soon(protocol.flush)
 
     def wake(self) -> None:
         waiter = self.waiter
