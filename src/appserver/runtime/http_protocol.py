@@ -13,9 +13,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from appserver.errors import ClientDisconnected, ProtocolError
-from appserver.http.cycle import ConnectionInfo, RequestCycle, ResponseState
+from appserver.http.cycle import ConnectionInfo, ResponseState
 from appserver.http.parser import BadRequest
 from appserver.http.response import simple_response
+from appserver.runtime.asgi_cycle import ASGICycle, service_unavailable
 from appserver.runtime.flow import WriteFlowControl
 from appserver.runtime.logs import access_logger, logger
 
@@ -25,82 +26,7 @@ if TYPE_CHECKING:
 
 # Buffer this much unread request body before we stop reading from the socket.
 HIGH_WATER = 64 * 1024
-
-
-async def service_unavailable(scope: Any, receive: Any, send: Any) -> None:
-    """The app that answers when limit_concurrency is reached."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-        }
-    )
-    await send({"type": "http.response.body", "body": b"Service Unavailable"})
-
-
 _STARTED = ResponseState.STARTED
-_DONE = ResponseState.DONE
-
-
-class ASGICycle(RequestCycle):
-    """A request cycle with the awaitable ``receive`` and ``send`` the app is given.
-
-    ``protocol``, ``waiter`` and ``task`` are set by :meth:`HTTPProtocol.on_request` right after
-    construction (cheaper than an ``__init__`` override on the hot path).
-    """
-
-    __slots__ = ("protocol", "task", "waiter")
-
-    protocol: HTTPProtocol
-    task: asyncio.Task[None] | None
-    waiter: asyncio.Future[None] | None
-
-    async def receive(self) -> dict[str, Any]:
-        message = self.next_event()
-        protocol = self.protocol
-        if message is None:
-            pending = self.take_continue()
-            if pending:
-                protocol.write(pending, flush=True)
-            protocol.maybe_resume_reading()
-            while message is None:
-                self.waiter = protocol.loop.create_future()
-                try:
-                    await self.waiter
-                finally:
-                    self.waiter = None
-                message = self.next_event()
-        if protocol.read_paused:
-            protocol.maybe_resume_reading()
-        return message
-
-    async def send(self, message: Any) -> None:
-        data = self.on_send(message)
-        state = self.response_state
-        protocol = self.protocol
-        if state is _DONE:
-            transport = protocol.transport
-            if protocol._out or transport is None:
-                protocol.write(data, flush=True)
-            elif data:
-                transport.write(data)  # the whole response, nothing buffered: write() inlined
-            protocol.response_complete(self)
-        elif data:
-            protocol.write(data, flush=False)
-            if protocol.write_paused:
-                await protocol.drain()
-        elif state is _STARTED and not protocol._flush_scheduled:
-            # The head waits for the first body message so both go out in one write; if the
-            # app pauses in between, the end-of-iteration flush sends the head alone.
-            # (schedule_flush(), inlined for the hot path.)
-            protocol._flush_scheduled = True
-            protocol.loop.call_soon(protocol.flush)
-
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
 
 class HTTPProtocol(WriteFlowControl):
