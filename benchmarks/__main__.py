@@ -78,6 +78,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="PATH",
         help="write results here (default: benchmarks/results/bench-<timestamp>.json)",
     )
+    parser.add_argument(
+        "--ws-client",
+        choices=runner.WS_CLIENTS,
+        default="raw",
+        help="ws load generator: raw (our socket client, W in flight; default) or websockets "
+        "(the library's asyncio client, one in flight; the client is the bottleneck)",
+    )
+    parser.add_argument(
+        "--ws-window",
+        type=int,
+        default=8,
+        metavar="W",
+        help="messages in flight per WebSocket connection with --ws-client raw (default 8)",
+    )
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
     args = parser.parse_args(argv)
     defaults = (3.0, 1.0, 1) if args.quick else (10.0, 2.0, 3)
@@ -87,8 +101,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.warmup = defaults[1]
     if args.rounds is None:
         args.rounds = defaults[2]
-    if args.duration < 1 or args.rounds < 1 or args.warmup < 0:
-        parser.error("--duration must be >= 1, --rounds >= 1, --warmup >= 0")
+    if args.duration < 1 or args.rounds < 1 or args.warmup < 0 or args.ws_window < 1:
+        parser.error("--duration must be >= 1, --rounds >= 1, --warmup >= 0, --ws-window >= 1")
     return args
 
 
@@ -137,8 +151,8 @@ def run_once(
     with runner.running(server, workload, pinning) as sp:
         if workload.kind == "ws":
             if args.warmup:
-                runner.run_ws(sp, args.warmup)
-            measured = runner.run_ws(sp, args.duration)
+                runner.run_ws(sp, args.warmup, args.ws_client, args.ws_window)
+            measured = runner.run_ws(sp, args.duration, args.ws_client, args.ws_window)
         elif workload.kind == "idle":
             runner.check_response(workload, sp.port)
             measured = runner.idle_connections(sp, workload.connections)

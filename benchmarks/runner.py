@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from benchmarks import apps, ws_client
+from benchmarks import apps, ws_client, ws_raw
 from benchmarks.report import parse_wrk_output
 from benchmarks.serve import HOST
 from benchmarks.workloads import Workload
@@ -315,8 +315,19 @@ def _is_open(s: socket.socket) -> bool:
         return False
 
 
-def run_ws(sp: ServerProcess, duration: float) -> dict[str, Any]:
-    return ws_client.run(ws_client.echo_load(sp.port, sp.workload.connections, duration))  # type: ignore[no-any-return]
+WS_CLIENTS = ("raw", "websockets")
+
+
+def run_ws(
+    sp: ServerProcess, duration: float, client: str = "raw", window: int = 8
+) -> dict[str, Any]:
+    """WebSocket echo load: ``raw`` keeps ``window`` messages in flight per connection (server
+    throughput); ``websockets`` is the library client, one message in flight (client-bound)."""
+    if client == "raw":
+        return ws_raw.echo_load(sp.port, sp.workload.connections, duration, window=window)
+    if client == "websockets":
+        return ws_client.run(ws_client.echo_load(sp.port, sp.workload.connections, duration))  # type: ignore[no-any-return]
+    raise ValueError(f"unknown WebSocket client {client!r} (known: {', '.join(WS_CLIENTS)})")
 
 
 def ws_support(server: str, workload: Workload, pinning: Pinning) -> str | None:

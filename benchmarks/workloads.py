@@ -8,7 +8,10 @@ from dataclasses import dataclass
 # kind "wrk": HTTP load from wrk, metric req/s (higher is better)
 # kind "idle": N raw keep-alive sockets that each complete one request and stay open,
 #              metric server RSS (lower is better)
-# kind "ws": WebSocket echo from our asyncio client, metric messages/s (higher is better)
+# kind "ws": WebSocket echo from our raw-socket client (benchmarks/ws_raw.py) keeping W messages
+#            in flight per connection (--ws-window, default 8) so the server is the bottleneck;
+#            --ws-client websockets uses the library client instead. Metric messages/s (higher
+#            is better)
 KINDS = ("wrk", "idle", "ws")
 
 
@@ -60,7 +63,7 @@ WORKLOADS: tuple[Workload, ...] = (
         "ws-echo",
         "ws",
         "ws_echo",
-        "WebSocket echo of 16-byte text messages, 16 connections",
+        "WebSocket echo server throughput: 16-byte text, 16 connections x W=8 in flight (raw client)",
         connections=16,
         needs_ws=True,
     ),

@@ -7,7 +7,7 @@ import json
 
 import httpx
 import pytest
-from benchmarks import runner
+from benchmarks import runner, ws_raw
 from benchmarks.report import (
     WrkParseError,
     format_table,
@@ -181,3 +181,53 @@ def test_launcher_serves_a_request(server: str) -> None:
     assert response.text == "Hello, world!"
     assert mem["VmHWM"] >= mem["VmRSS"] > 0
     assert sp.proc.returncode is not None  # stopped
+
+
+def test_ws_raw_frames_round_trip() -> None:
+    payload = b"0123456789abcdef"
+    masked = ws_raw.build_frame(payload, ws_raw.OP_TEXT, mask=b"\x01\x02\x03\x04")
+    assert masked[:2] == b"\x81\x90"  # FIN + text; mask bit + length 16
+    assert masked[2:6] == b"\x01\x02\x03\x04"
+    assert masked[6] == payload[0] ^ 0x01
+    plain = ws_raw.build_frame(payload, ws_raw.OP_BINARY)
+    assert plain == b"\x82\x10" + payload
+    assert len(ws_raw.build_frame(b"x" * 200)) == 4 + 200  # 16-bit extended length
+
+    stream = plain + masked + ws_raw.build_frame(b"x" * 300) + plain[:5]
+    frames, used = ws_raw.parse_frames(stream)
+    assert frames == [
+        (ws_raw.OP_BINARY, payload),
+        (ws_raw.OP_TEXT, payload),
+        (ws_raw.OP_TEXT, b"x" * 300),
+    ]
+    assert used == len(stream) - 5  # the partial frame is left for later
+    assert ws_raw.parse_frames(b"\x81")[1] == 0
+    with pytest.raises(ws_raw.ProtocolError, match="fragmented"):
+        ws_raw.parse_frames(b"\x01\x01a")
+
+
+def test_ws_raw_handshake_helpers() -> None:
+    key = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 section 1.3
+    assert ws_raw.accept_key(key) == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    request = ws_raw.handshake_request("127.0.0.1", 8000, key)
+    assert request.startswith(b"GET / HTTP/1.1\r\n") and request.endswith(b"\r\n\r\n")
+    assert b"Sec-WebSocket-Key: " + key.encode() in request
+    assert b"Extensions" not in request
+    good = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    )
+    ws_raw.check_handshake_response(good, key)
+    with pytest.raises(ws_raw.ProtocolError, match="Accept"):
+        ws_raw.check_handshake_response(good.replace(b"s3pP", b"XXXX"), key)
+    with pytest.raises(ws_raw.ProtocolError, match="refused"):
+        ws_raw.check_handshake_response(b"HTTP/1.1 403 Forbidden", key)
+    with pytest.raises(ws_raw.ProtocolError, match="extension"):
+        ws_raw.check_handshake_response(good + b"\r\nSec-WebSocket-Extensions: x", key)
+
+
+def test_ws_raw_weighted_percentile() -> None:
+    samples = [(3.0, 1), (1.0, 8), (2.0, 1)]
+    assert ws_raw.weighted_percentile(samples, 50) == 1.0
+    assert ws_raw.weighted_percentile(samples, 90) == 2.0
+    assert ws_raw.weighted_percentile(samples, 99) == 3.0
