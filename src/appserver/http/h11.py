@@ -87,6 +87,3 @@ class H11Parser:
             # RFC 9112 §6.1: both is a smuggling attempt; a server may reject it and must close
             # after it. h11 keeps the connection open, llhttp rejects: reject on both.
             raise BadRequest("both Content-Length and Transfer-Encoding")
-
-    def eof(self) -> None:
-        """The client half-closed; a request cut short is simply abandoned."""

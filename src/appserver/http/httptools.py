@@ -47,9 +47,6 @@ class HttptoolsParser:
         except httptools.HttpParserError as exc:
             raise BadRequest(str(exc) or "malformed request") from None
 
-    def eof(self) -> None:
-        """The client half-closed; a request cut short is simply abandoned."""
-
     # --- llhttp callbacks ---------------------------------------------------------------------
     # No on_message_begin: state is reset when a head is handed on, which saves a Python call
     # per request. The size checks are inline for the same reason. llhttp has no head size

@@ -80,12 +80,10 @@ class ASGICycle(RequestCycle):
             protocol.write(data, flush=False)
             if protocol.write_paused:
                 await protocol.drain()
-        elif state is _STARTED and not protocol._flush_scheduled:
+        elif state is _STARTED:
             # The head waits for the first body message so both go out in one write; if the
             # app pauses in between, the end-of-iteration flush sends the head alone.
-            # (schedule_flush(), inlined for the hot path.)
-            protocol._flush_scheduled = True
-            protocol.loop.call_soon(protocol.flush)
+            protocol.schedule_flush()
 
     def wake(self) -> None:
         waiter = self.waiter

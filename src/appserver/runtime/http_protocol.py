@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from appserver.errors import ClientDisconnected, ProtocolError
 from appserver.http.cycle import ConnectionInfo, ResponseState
-from appserver.http.parser import BadRequest
+from appserver.http.parser import BadRequest, RequestParser
 from appserver.http.response import simple_response
 from appserver.runtime.asgi_cycle import ASGICycle, service_unavailable
 from appserver.runtime.flow import WriteFlowControl
@@ -51,7 +51,6 @@ class HTTPProtocol(WriteFlowControl):
         "info",
         "loop",
         "parser",
-        "parser_class",
         "parsing",
         "pipeline",
         "read_paused",
@@ -71,7 +70,6 @@ class HTTPProtocol(WriteFlowControl):
         self.config = config
         loaded = config._require_loaded()
         self.app = loaded.app
-        self.parser_class = loaded.parser_class
         self._trusted = loaded.trusted_proxies
         self.ws_protocol_class = loaded.ws_protocol_class  # None when WebSockets are off
         self.upgrading: ASGICycle | None = None  # a WebSocket handshake awaiting on_switch
@@ -80,7 +78,7 @@ class HTTPProtocol(WriteFlowControl):
         self.loop = loop or asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.info: ConnectionInfo | None = None
-        self.parser: Any = None
+        self.parser: RequestParser = loaded.parser_class(self)
         self.current: ASGICycle | None = None  # the request being answered
         self.parsing: ASGICycle | None = None  # the request whose bytes are arriving
         self.pipeline: list[ASGICycle] = []  # pipelined requests are rare and few
@@ -117,7 +115,6 @@ class HTTPProtocol(WriteFlowControl):
             proxy=proxy,
             app_state=self.app_state,
         )
-        self.parser = self.parser_class(self)
         self._set_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -218,7 +215,7 @@ class HTTPProtocol(WriteFlowControl):
     def on_request_end(self) -> bool:
         cycle = self.parsing
         if cycle is not None:
-            cycle.request_complete = True
+            cycle.end_request()
             if cycle.waiter is not None:
                 cycle.wake()
             self.parsing = None
