@@ -109,3 +109,14 @@ async def echo_app(scope: Any, receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "text": message["text"]})
         else:
             await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
+def accept_then_record(record: list[dict[str, Any]]) -> Any:
+    """An app that accepts, then appends the next message it receives to ``record``."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        record.append(await receive())
+
+    return app

@@ -15,6 +15,7 @@ from tests.websocket.helpers import (
     CONT,
     TEXT,
     RawClient,
+    accept_then_record,
     close_payload,
     echo_app,
     frame,
@@ -142,10 +143,7 @@ def test_max_size_closes_1009(http: str) -> None:
 def test_client_close_codes(http: str, payload: bytes, code: int, reason: str) -> None:
     disconnects: list[dict[str, Any]] = []
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        disconnects.append(await receive())
+    app = accept_then_record(disconnects)
 
     async def main() -> None:
         async with serve(app, http) as (_, port):

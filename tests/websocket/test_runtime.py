@@ -12,7 +12,17 @@ from websockets.exceptions import ConnectionClosed
 
 from appserver import Config, Server
 from appserver.runtime.ws_protocol import WebSocketProtocol
-from tests.websocket.helpers import CLOSE, PING, PONG, RawClient, echo_app, frame, run, serve
+from tests.websocket.helpers import (
+    CLOSE,
+    PING,
+    PONG,
+    RawClient,
+    accept_then_record,
+    echo_app,
+    frame,
+    run,
+    serve,
+)
 
 
 def test_client_ping_gets_pong_and_server_pings_are_answered(http: str) -> None:
@@ -49,10 +59,7 @@ def test_raw_ping_pong(http: str) -> None:
 def test_missing_pong_closes_1011(http: str) -> None:
     disconnects: list[dict[str, Any]] = []
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        disconnects.append(await receive())
+    app = accept_then_record(disconnects)
 
     async def main() -> None:
         settings = {"ws_ping_interval": 0.05, "ws_ping_timeout": 0.1}
