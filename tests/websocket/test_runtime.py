@@ -13,9 +13,11 @@ from websockets.exceptions import ConnectionClosed
 from appserver import Config, Server
 from appserver.runtime.ws_protocol import WebSocketProtocol
 from tests.websocket.helpers import (
+    BINARY,
     CLOSE,
     PING,
     PONG,
+    TEXT,
     RawClient,
     accept_then_record,
     echo_app,
@@ -51,6 +53,47 @@ def test_raw_ping_pong(http: str) -> None:
             await client.handshake()
             client.send(frame(PING, b"raw"))
             assert await client.recv_frame() == (True, PONG, b"raw")
+            client.close()
+
+    run(main())
+
+
+def test_replies_to_messages_that_arrive_together_all_go_out(http: str) -> None:
+    # Replies to a batch are held for one write; sizes on both sides of the hold limit.
+    sizes = [5, 0, 70_000, 3, 200_000, 1]
+    payloads = [bytes([65 + i]) * size for i, size in enumerate(sizes)]
+
+    async def main() -> None:
+        async with serve(echo_app, http, ws_max_size=1 << 20) as (_, port):
+            client = await RawClient.connect(port)
+            await client.handshake()
+            client.send(b"".join(frame(BINARY, payload) for payload in payloads))
+            for payload in payloads:
+                assert await asyncio.wait_for(client.recv_frame(), 5) == (True, BINARY, payload)
+            client.close()
+
+    run(main())
+
+
+def test_held_reply_goes_out_when_the_app_stops_receiving(http: str) -> None:
+    # The app answers the first of three messages and then waits on something else: the
+    # reply it held (two more messages were waiting) must still leave at once.
+    async def main() -> None:
+        replied = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept"})
+            message = await receive()
+            await send({"type": "websocket.send", "text": "got " + message["text"]})
+            await replied.wait()
+
+        async with serve(app, http) as (_, port):
+            client = await RawClient.connect(port)
+            await client.handshake()
+            client.send(frame(TEXT, b"one") + frame(TEXT, b"two") + frame(TEXT, b"three"))
+            assert await asyncio.wait_for(client.recv_frame(), 5) == (True, TEXT, b"got one")
+            replied.set()
             client.close()
 
     run(main())

@@ -7,6 +7,8 @@ becomes the transport's protocol (``transport.set_protocol``) and the member of
 (sans-IO); this module only moves bytes, runs the app, and keeps the timers:
 
 * every write goes through :meth:`flush`, the one place that calls ``transport.write``;
+* while received messages still wait for the app, its replies are held back and written
+  together (one write for the batch, not one per message); see :meth:`flush`;
 * reading pauses while ``ws_max_queue`` received messages wait for the app;
 * ``send()`` waits for the transport to drain when the client reads slowly;
 * a keepalive ping every ``ws_ping_interval``, failing with 1011 after ``ws_ping_timeout``;
@@ -33,6 +35,10 @@ if TYPE_CHECKING:
 # (websockets' own close_timeout default).
 CLOSE_TIMEOUT = 10.0
 
+# Replies held back for one write never exceed this many bytes: past it they go out at once,
+# so an app that sends big messages in a loop still meets the transport's flow control.
+COALESCE_LIMIT = 64 * 1024
+
 
 class WebSocketProtocol(WriteFlowControl):
     """One upgraded client connection. Built by the HTTP protocol; see the module docstring."""
@@ -53,6 +59,9 @@ class WebSocketProtocol(WriteFlowControl):
         self.read_paused = False
         self.init_write_flow()
         self._waiter: asyncio.Future[None] | None = None
+        self._held: list[bytes] = []  # replies held back by flush(hold=True)
+        self._held_size = 0
+        self._held_flush: asyncio.Handle | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
 
@@ -117,19 +126,42 @@ class WebSocketProtocol(WriteFlowControl):
             if timer is not None:
                 timer.cancel()
         self._ping_timer = self._close_timer = None
+        self._held.clear()
         if self.session is not None:
             self.session.connection_lost()
         self._wake()
         self.release_drain()
 
     # --- the one flush point ---------------------------------------------------------------------
-    def flush(self) -> None:
-        """Write whatever the session has for the network; close the transport when it says."""
+    def flush(self, hold: bool = False) -> None:
+        """Write whatever the session has for the network; close the transport when it says.
+
+        ``hold``: the app is answering one of several messages that arrived together and will
+        answer the rest before it waits again, so keep this reply for one write with the others
+        (a write is a syscall, and it dominates the cost of a small message). The last reply of
+        the batch, a later flush, or the end of this loop iteration writes what was held.
+        """
         session = self.session
         transport = self.transport
         if session is None or transport is None:
             return
         data, close = session.data_to_send()
+        held = self._held
+        if hold and not close:
+            if data:
+                held.append(data)
+                self._held_size += len(data)
+            if self._held_size < COALESCE_LIMIT:
+                if self._held_flush is None:
+                    self._held_flush = self.loop.call_soon(self._flush_held)
+                return
+            data = b""  # it is in held already, and held is over the limit: write it all
+        if held:
+            if data:
+                held.append(data)
+            data = b"".join(held)
+            held.clear()
+            self._held_size = 0
         if data:
             transport.write(data)
         if close:
@@ -141,6 +173,11 @@ class WebSocketProtocol(WriteFlowControl):
                 # no message matters any more, so read on and let the handshake finish.
                 self.read_paused = False
                 transport.resume_reading()
+
+    def _flush_held(self) -> None:
+        self._held_flush = None
+        if self._held:
+            self.flush()
 
     def _close_timed_out(self) -> None:
         self._close_timer = None
@@ -169,7 +206,8 @@ class WebSocketProtocol(WriteFlowControl):
         assert session is not None
         was_connecting = session.state is SessionState.CONNECTING
         session.on_send(message)
-        self.flush()
+        # Hold the reply while more received messages wait: the app answers them next.
+        self.flush(hold=session.queued > 0 and not self.write_paused)
         if was_connecting and session.state is SessionState.OPEN:
             self._arm_ping()
         if self.write_paused:
