@@ -8,9 +8,12 @@ import os
 import struct
 from typing import Any
 
+from appserver.http.cycle import ConnectionInfo, DefaultHeaders, RequestCycle
+from appserver.websocket.session import WebSocketSession
 from tests.conftest import run, serve
 
 TIMEOUT = 10
+KEY = b"dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3's example key
 
 __all__ = ["TIMEOUT", "run", "serve"]
 
@@ -120,3 +123,29 @@ def accept_then_record(record: list[dict[str, Any]]) -> Any:
         record.append(await receive())
 
     return app
+
+
+def make_session(
+    scheme: str = "http",
+    extra: list[tuple[bytes, bytes]] | None = None,
+    max_size: int = 1024,
+) -> WebSocketSession:
+    """A sans-IO session for a valid handshake request (no loop, no socket)."""
+    info = ConnectionInfo(
+        server=("127.0.0.1", 8000),
+        client=("127.0.0.1", 5000),
+        scheme=scheme,
+        root_path="",
+        defaults=DefaultHeaders([(b"server", b"appserver")]),
+    )
+    headers = [
+        (b"host", b"example.com"),
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"sec-websocket-key", KEY),
+        (b"sec-websocket-version", b"13"),
+        *(extra or []),
+    ]
+    cycle = RequestCycle(info, b"GET", b"/chat?x=1", "1.1", headers)
+    cycle.end_request()
+    return WebSocketSession(cycle, max_size=max_size, per_message_deflate=False)

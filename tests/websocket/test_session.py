@@ -5,37 +5,12 @@ from __future__ import annotations
 import pytest
 
 from appserver.errors import ProtocolError
-from appserver.http.cycle import ConnectionInfo, DefaultHeaders, RequestCycle
 from appserver.runtime.loader import resolve_ws
 from appserver.runtime.ws_protocol import WebSocketProtocol
-from appserver.websocket.session import SessionState, WebSocketSession, websocket_scope
-from tests.websocket.helpers import BINARY, CLOSE, TEXT, close_payload, frame
+from appserver.websocket.session import SessionState, websocket_scope
+from tests.websocket.helpers import BINARY, CLOSE, TEXT, close_payload, frame, make_session
 
-KEY = b"dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3's example key
-ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-
-
-def make_session(
-    scheme: str = "http", extra: list[tuple[bytes, bytes]] | None = None
-) -> WebSocketSession:
-    info = ConnectionInfo(
-        server=("127.0.0.1", 8000),
-        client=("127.0.0.1", 5000),
-        scheme=scheme,
-        root_path="",
-        defaults=DefaultHeaders([(b"server", b"appserver")]),
-    )
-    headers = [
-        (b"host", b"example.com"),
-        (b"upgrade", b"websocket"),
-        (b"connection", b"Upgrade"),
-        (b"sec-websocket-key", KEY),
-        (b"sec-websocket-version", b"13"),
-        *(extra or []),
-    ]
-    cycle = RequestCycle(info, b"GET", b"/chat?x=1", "1.1", headers)
-    cycle.end_request()
-    return WebSocketSession(cycle, max_size=1024, per_message_deflate=False)
+ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # for helpers.KEY, RFC 6455 §1.3's example
 
 
 def test_scope_scheme_and_subprotocols() -> None:

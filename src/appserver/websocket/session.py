@@ -7,6 +7,13 @@ RFC 6455 (handshake checks, extension negotiation, framing, masking, limits, the
 handshake) and adds what ASGI needs on top: the scope, message assembly, and the
 CONNECTING -> OPEN / RESPONDING -> CLOSED state machine of the app's ``send()``.
 
+One shortcut, for speed: while the connection is open without extensions, complete unfragmented
+masked text and binary frames are read and written here (:mod:`appserver.websocket.frames`)
+instead of through the library's parser and serializer, which cost more than everything else a
+small message does. Every other frame (control frames, fragments, anything malformed or too
+big) still goes to the library, and only ever as whole frames, so its parser is always at a
+frame boundary when a shortcut frame comes; it fails the connection as before.
+
 Calling contract (the runtime's side):
 
 * ``handshake()`` once, first. False means the request was not a valid handshake: a
@@ -40,6 +47,8 @@ from websockets.server import ServerProtocol
 from appserver.errors import ClientDisconnected, ProtocolError
 from appserver.http.cycle import ASGI_VERSIONS, RequestCycle
 from appserver.http.response import scan_headers, simple_response
+from appserver.websocket.frames import FAST_BINARY, FAST_TEXT, apply_mask, frame_bounds
+from appserver.websocket.frames import server_frame_head as _frame_head
 
 ws_logger = logging.getLogger("appserver.websockets")
 
@@ -58,6 +67,7 @@ _CONNECTING = SessionState.CONNECTING
 _RESPONDING = SessionState.RESPONDING
 _OPEN = SessionState.OPEN
 _CLOSED = SessionState.CLOSED
+_WS_OPEN = State.OPEN
 
 # Which app messages each state accepts (ASGI websocket spec); anything else is an app bug.
 ALLOWED_SENDS: dict[SessionState, frozenset[str]] = {
@@ -122,6 +132,10 @@ def _handshake_request(scope: dict[str, Any]) -> bytes:
 class WebSocketSession:
     """One WebSocket connection. See the module docstring for the calling contract."""
 
+    # False: every byte goes straight to the library, as if the shortcut did not exist (the
+    # tests compare both ways).
+    shortcut = True
+
     def __init__(
         self,
         cycle: RequestCycle,
@@ -135,14 +149,22 @@ class WebSocketSession:
         if per_message_deflate:
             extensions = list(enable_server_permessage_deflate(None))
         self.protocol = ServerProtocol(extensions=extensions, max_size=max_size, logger=ws_logger)
+        self.max_size = max_size
+        self._fast = False  # the framing shortcut applies: accepted with no extension
+        # Frame routing (see _split): the start of a frame for the shortcut, until it is whole;
+        # what the library still needs of the frame it is reading (-1: its length is unknown
+        # yet, and _library_head holds the header bytes so far).
+        self._pending = bytearray()
+        self._library_left = 0
+        self._library_head = bytearray()
         self.state = _CONNECTING
         self.disconnected = False  # the transport is gone
         self._events: deque[dict[str, Any]] = deque([{"type": "websocket.connect"}])
         self._disconnect: dict[str, Any] | None = None
         self._response: Response | None = None  # the 101 accept() prepared
-        self._out: list[bytes] = []  # HTTP responses of our own (403, 500, denials)
+        self._out: list[bytes] = []  # what we wrote ourselves: HTTP answers, shortcut frames
         self._close_after = False  # close the transport once _out is written
-        self._fragments: list[bytes] = []
+        self._fragments: list[bytes] = []  # non-empty inside a fragmented message
         self._fragment_text = False
         self._pings: set[bytes] = set()
         self._shutdown_pending = False
@@ -167,13 +189,107 @@ class WebSocketSession:
 
     # --- network side ----------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
-        if self.disconnected or self._close_after:
-            return  # an HTTP answer is on its way out; nothing the client adds matters
+        if self.disconnected or self._close_after or self.protocol.eof_sent:
+            # An HTTP answer is on its way out, or the closing handshake is over or the
+            # connection failed: nothing the client adds matters any more.
+            return
+        if not self.shortcut:
+            self._to_library(data)
+            return
+        pos = 0
+        if self._library_left:
+            pos = self._continue_library_frame(data)
+            if pos == len(data) or self.protocol.eof_sent:
+                return
+        pending = self._pending
+        if pending:  # the start of a frame for the shortcut: wait until it is whole
+            pending += data[pos:] if pos else data
+            if len(pending) < 2:
+                return
+            head, length = frame_bounds(pending, 0)
+            if pending[1] & 0x80 and (
+                head < 0 or (length <= self.max_size and len(pending) < head + length)
+            ):
+                return  # masked, and not over the limit: wait for the rest
+            data = bytes(pending)  # whole, or not for the shortcut after all
+            pending.clear()
+            pos = 0
+        self._split(data, pos)
+
+    def _split(self, data: bytes, pos: int) -> None:
+        """Route the frames in ``data`` from ``pos``, which is a frame boundary.
+
+        Whole frames for the shortcut are delivered here; the start of one is kept in
+        ``_pending`` until the rest arrives. Every other frame goes to the library at once,
+        as far as it has arrived (so it fails a bad header as early as it would alone), and
+        ``_library_left`` counts what the library still needs to finish it.
+        """
+        protocol = self.protocol
+        end = len(data)
+        while pos < end:
+            head, length = frame_bounds(data, pos)
+            first = data[pos]
+            if (
+                first in (FAST_TEXT, FAST_BINARY)
+                and self._fast
+                and protocol.state is _WS_OPEN
+                and not self._fragments
+                and (pos + 1 == end or data[pos + 1] & 0x80)  # masked, as a client must
+                and length <= self.max_size
+            ):
+                stop = head + length
+                if head < 0 or stop > end:
+                    self._pending += data[pos:]
+                    return
+                self._deliver(
+                    apply_mask(data[head:stop], data[head - 4 : head]), first == FAST_TEXT
+                )
+                if protocol.eof_sent:  # invalid UTF-8 failed the connection
+                    self._queue_disconnect()
+                    return
+                pos = stop
+                continue
+            if head < 0:  # the library has the start of a header; we learn its length later
+                self._library_head = bytearray(data[pos:])
+                self._library_left = -1
+                self._to_library(data[pos:] if pos else data)
+                return
+            stop = head + length
+            if stop > end:
+                self._library_left = stop - end
+                self._to_library(data[pos:] if pos else data)
+                return
+            self._to_library(data[pos:stop])
+            if protocol.eof_sent:
+                return
+            pos = stop
+
+    def _continue_library_frame(self, data: bytes) -> int:
+        """Give the library the rest of the frame it is in; where that frame ends in ``data``."""
+        left = self._library_left
+        if left < 0:  # we have not seen its length yet
+            seen = self._library_head
+            head, length = frame_bounds(seen + data[:14], 0)  # a header is at most 14 bytes
+            if head < 0:
+                seen += data
+                self._to_library(data)
+                return len(data)
+            left = head + length - len(seen)
+            self._library_head = bytearray()
+        take = min(left, len(data))
+        self._library_left = left - take
+        self._to_library(data[:take] if take < len(data) else data)
+        return take
+
+    def _to_library(self, data: bytes) -> None:
         self.protocol.receive_data(data)
         self._take_events()
 
     def receive_eof(self) -> None:
         if not self.disconnected:
+            if self._pending and not self.protocol.eof_sent:
+                self.protocol.receive_data(bytes(self._pending))  # a frame cut short
+                self._pending.clear()
             self.protocol.receive_eof()
             self._take_events()
 
@@ -192,7 +308,7 @@ class WebSocketSession:
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 self._fragment_text = opcode is Opcode.TEXT
                 if event.fin:
-                    self._deliver(bytes(event.data))
+                    self._deliver(bytes(event.data), self._fragment_text)
                 else:
                     self._fragments = [bytes(event.data)]
             elif opcode is Opcode.CONT:
@@ -201,7 +317,7 @@ class WebSocketSession:
                 if event.fin:
                     data = b"".join(self._fragments)
                     self._fragments = []
-                    self._deliver(data)
+                    self._deliver(data, self._fragment_text)
             elif opcode is Opcode.PONG and bytes(event.data) in self._pings:
                 # Any answer proves the peer alive; RFC 6455 §5.5.3 allows answering only
                 # the latest ping, so older ones are forgiven too.
@@ -213,8 +329,8 @@ class WebSocketSession:
             # (1002, 1007, 1009): either way no more messages come.
             self._queue_disconnect()
 
-    def _deliver(self, data: bytes) -> None:
-        if self._fragment_text:
+    def _deliver(self, data: bytes, is_text: bool) -> None:
+        if is_text:
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError:
@@ -295,6 +411,7 @@ class WebSocketSession:
         self._response = None
         self.state = _OPEN
         self.protocol.send_response(response)
+        self._fast = self.shortcut and not self.protocol.extensions
         if self._shutdown_pending:
             self.shutdown()
 
@@ -307,15 +424,34 @@ class WebSocketSession:
         if text is not None and data is None:
             if not isinstance(text, str):
                 raise ProtocolError(f"websocket.send text must be str, got {type(text).__name__}")
-            protocol.send_text(text.encode("utf-8"))
+            if self._fast:
+                self._send_frame(FAST_TEXT, text.encode("utf-8"))
+            else:
+                protocol.send_text(text.encode("utf-8"))
         elif data is not None and text is None:
             if not isinstance(data, bytes | bytearray | memoryview):
                 raise ProtocolError(
                     f"websocket.send bytes must be bytes, got {type(data).__name__}"
                 )
-            protocol.send_binary(data)
+            if self._fast:
+                self._send_frame(FAST_BINARY, bytes(data))
+            else:
+                protocol.send_binary(data)
         else:
             raise ProtocolError("websocket.send needs exactly one of 'bytes' and 'text'")
+
+    def _send_frame(self, first: int, payload: bytes) -> None:
+        """The shortcut for send_text / send_binary: one unfragmented, unmasked frame."""
+        out = self._out
+        pending = self.protocol.data_to_send()  # keep order with the library's frames (pongs)
+        if pending:
+            out.extend(pending)
+        head = _frame_head(first, len(payload))
+        if len(payload) < 4096:
+            out.append(head + payload)  # one small chunk; bigger payloads are not copied twice
+        else:
+            out.append(head)
+            out.append(payload)
 
     def _close(self, message: Any) -> None:
         code = message.get("code", 1000)
