@@ -18,6 +18,7 @@ from appserver.http.parser import BadRequest, RequestParser
 from appserver.http.response import simple_response
 from appserver.runtime.asgi_cycle import ASGICycle, service_unavailable
 from appserver.runtime.flow import WriteFlowControl
+from appserver.runtime.loader import ws_protocol
 from appserver.runtime.logs import access_logger, logger
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class HTTPProtocol(WriteFlowControl):
         "server_state",
         "transport",
         "upgrading",
-        "ws_protocol_class",
+        "websockets",
     )
 
     def __init__(
@@ -71,7 +72,7 @@ class HTTPProtocol(WriteFlowControl):
         loaded = config._require_loaded()
         self.app = loaded.app
         self._trusted = loaded.trusted_proxies
-        self.ws_protocol_class = loaded.ws_protocol_class  # None when WebSockets are off
+        self.websockets = loaded.websockets  # False: upgrades are served as plain HTTP
         self.upgrading: ASGICycle | None = None  # a WebSocket handshake awaiting on_switch
         self.server_state = server_state
         self.app_state = app_state if app_state is not None else {}
@@ -226,8 +227,9 @@ class HTTPProtocol(WriteFlowControl):
         # request still being answered) is served as plain HTTP, as RFC 9110 §7.8 allows.
         return (
             cycle.upgrade == b"websocket"
-            and self.ws_protocol_class is not None
+            and self.websockets
             and cycle.scope["method"] == "GET"
+            and ws_protocol() is not None
         )
 
     def on_switch(self, trailing: bytes) -> None:
@@ -238,9 +240,10 @@ class HTTPProtocol(WriteFlowControl):
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-        if cycle is None or transport is None or self.ws_protocol_class is None:
+        protocol_class = ws_protocol()
+        if cycle is None or transport is None or protocol_class is None:
             return
-        websocket = self.ws_protocol_class(self.config, self.server_state, self.loop)
+        websocket = protocol_class(self.config, self.server_state, self.loop)
         websocket.take_over(transport, cycle, trailing, self.read_paused)
 
     # --- running the app -----------------------------------------------------------------------
