@@ -75,6 +75,38 @@ def test_keep_alive_timeout_closes_idle_connection(http: str) -> None:
     run(main())
 
 
+def test_keep_alive_timeout_spares_a_slow_response_and_counts_from_its_end(http: str) -> None:
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(0.5)
+        await respond(send, b"late")
+
+    async def main() -> None:
+        async with serve(slow_app, http, timeout_keep_alive=0.2) as (server, port):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                loop = asyncio.get_running_loop()
+                # A second connection that stays idle: its timeout shares the server's timers.
+                idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                _, idle_closed = await read_until_close(idle_reader, 0.4)
+                assert idle_closed
+                idle_writer.close()
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+                assert await reader.readexactly(4) == b"late"
+                answered = loop.time()
+                _, closed = await read_until_close(reader, 0.1)
+                assert not closed
+                _, closed = await read_until_close(reader, 2.0)
+                assert closed
+                assert 0.15 <= loop.time() - answered < 1.0
+                assert len(server.server_state.connections) == 0
+            finally:
+                writer.close()
+
+    run(main())
+
+
 def test_slow_reading_app_pauses_the_socket(http: str) -> None:
     """A large upload to an app that reads slowly: the server stops reading, nothing is lost."""
     payload = bytes(range(256)) * (16 * 1024)  # 4 MiB

@@ -18,6 +18,7 @@ from appserver.http.parser import BadRequest, RequestParser
 from appserver.http.response import simple_response
 from appserver.runtime.asgi_cycle import ASGICycle, service_unavailable
 from appserver.runtime.flow import WriteFlowControl
+from appserver.runtime.keepalive import KeepAliveTimers, Timeout
 from appserver.runtime.loader import ws_protocol
 from appserver.runtime.logs import access_logger, logger
 
@@ -40,6 +41,7 @@ class HTTPProtocol(WriteFlowControl):
         "_flush_scheduled",
         "_idle_since",
         "_idle_timer",
+        "_keep_alive",
         "_limit",
         "_out",
         "_out_size",
@@ -91,7 +93,11 @@ class HTTPProtocol(WriteFlowControl):
         self.closing = False
         self._bad_request: BadRequest | None = None
         self._idle_since = 0.0
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: Timeout | None = None
+        keep_alive = server_state.keep_alive
+        if keep_alive is None or keep_alive.loop is not self.loop:
+            keep_alive = server_state.keep_alive = KeepAliveTimers(self.loop)
+        self._keep_alive = keep_alive
         self._access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
         self._limit = config.limit_concurrency
 
@@ -128,7 +134,7 @@ class HTTPProtocol(WriteFlowControl):
                 cycle.wake()
         self.pipeline.clear()
         if self._idle_timer is not None:
-            self._idle_timer.cancel()
+            self._keep_alive.cancel(self._idle_timer)
             self._idle_timer = None
         self.release_drain()
 
@@ -238,7 +244,7 @@ class HTTPProtocol(WriteFlowControl):
         transport, self.transport = self.transport, None
         self.server_state.connections.discard(self)
         if self._idle_timer is not None:
-            self._idle_timer.cancel()
+            self._keep_alive.cancel(self._idle_timer)
             self._idle_timer = None
         protocol_class = ws_protocol()
         if cycle is None or transport is None or protocol_class is None:
@@ -397,14 +403,16 @@ class HTTPProtocol(WriteFlowControl):
     # --- keep-alive ----------------------------------------------------------------------------
     def _set_idle(self) -> None:
         # A lazy timer: armed once, it re-arms itself while the connection keeps being used,
-        # so a busy keep-alive connection costs one clock read per request, not a timer.
+        # so a busy keep-alive connection costs one clock read per request, not a timer. It is
+        # one of the server's KeepAliveTimers, not a loop timer: a fraction of the memory.
         self._idle_since = self.loop.time()
         if self._idle_timer is None:
-            self._idle_timer = self.loop.call_at(
-                self._idle_since + self.config.timeout_keep_alive, self._check_idle
+            self._idle_timer = self._keep_alive.call_at(
+                self._idle_since + self.config.timeout_keep_alive, self
             )
 
-    def _check_idle(self) -> None:
+    def check_idle(self) -> None:
+        """The keep-alive timeout came up: close if idle that long, else wait again."""
         self._idle_timer = None
         if self.transport is None:
             return
@@ -414,7 +422,7 @@ class HTTPProtocol(WriteFlowControl):
         if self.loop.time() >= deadline:
             self.transport.close()
         else:
-            self._idle_timer = self.loop.call_at(deadline, self._check_idle)
+            self._idle_timer = self._keep_alive.call_at(deadline, self)
 
     # --- shutdown ------------------------------------------------------------------------------
     def shutdown(self) -> None:
