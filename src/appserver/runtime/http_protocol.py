@@ -86,10 +86,12 @@ class HTTPProtocol(WriteFlowControl):
         self.parser: RequestParser | None = None
         self.current: ASGICycle | None = None  # the request being answered
         self.parsing: ASGICycle | None = None  # the request whose bytes are arriving
-        self.pipeline: list[ASGICycle] = []  # pipelined requests are rare and few
+        # Pipelined requests are rare and few: the list exists only while there are some.
+        self.pipeline: list[ASGICycle] | None = None
         self.read_paused = False
         self.init_write_flow()
-        self._out: list[bytes] = []  # written by the app this loop iteration, not yet sent
+        # Written by the app this loop iteration, not yet sent; a list only while there is some.
+        self._out: list[bytes] | None = None
         self._out_size = 0
         self._flush_scheduled = False
         self.closing = False
@@ -130,11 +132,11 @@ class HTTPProtocol(WriteFlowControl):
         self.server_state.connections.discard(self)
         self.transport = None
         self.closing = True
-        for cycle in (self.current, self.parsing, *self.pipeline):
+        for cycle in (self.current, self.parsing, *(self.pipeline or ())):
             if cycle is not None:
                 cycle.disconnect()
                 cycle.wake()
-        self.pipeline.clear()
+        self.pipeline = None
         if self._idle_timer is not None:
             self._keep_alive.cancel(self._idle_timer)
             self._idle_timer = None
@@ -169,8 +171,9 @@ class HTTPProtocol(WriteFlowControl):
         of the iteration turns ten ``send()`` calls into one system call. ``flush=True`` (the
         end of a response) sends everything now, so a whole response is one write.
         """
-        if self._out:
-            self._out.append(data)
+        out = self._out
+        if out:
+            out.append(data)
             self._out_size += len(data)
             if flush or self._out_size >= HIGH_WATER:
                 self.flush()
@@ -178,7 +181,7 @@ class HTTPProtocol(WriteFlowControl):
             if data and self.transport is not None:
                 self.transport.write(data)
         elif data:
-            self._out.append(data)
+            self._out = [data]
             self._out_size = len(data)
             self.schedule_flush()
 
@@ -190,12 +193,17 @@ class HTTPProtocol(WriteFlowControl):
     def flush(self) -> None:
         """Write what is buffered, and a response head still held back, in one write."""
         self._flush_scheduled = False
+        out = self._out
         current = self.current
         if current is not None and current.response_state is _STARTED and not current.disconnected:
-            self._out.insert(0, current.start_streaming())
-        if self._out:
-            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
-            self._out = []
+            head = current.start_streaming()
+            if out:
+                out.insert(0, head)
+            else:
+                out = [head]
+        if out:
+            data = b"".join(out) if len(out) > 1 else out[0]
+            self._out = None
             self._out_size = 0
             if self.transport is not None:
                 self.transport.write(data)
@@ -219,7 +227,10 @@ class HTTPProtocol(WriteFlowControl):
                 self._start(cycle)
         else:
             # Pipelined: answer in order, and stop reading until we catch up.
-            self.pipeline.append(cycle)
+            if self.pipeline is None:
+                self.pipeline = [cycle]
+            else:
+                self.pipeline.append(cycle)
             self.pause_reading()
 
     def on_body(self, data: bytes) -> None:
@@ -379,7 +390,7 @@ class HTTPProtocol(WriteFlowControl):
             self.parsing = None
             parsing.disconnect()
             parsing.wake()
-            if parsing is not self.current:
+            if parsing is not self.current and self.pipeline:
                 self.pipeline.remove(parsing)
             elif parsing.response_started:
                 self.closing = True
