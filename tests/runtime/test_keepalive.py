@@ -104,3 +104,29 @@ def test_mostly_cancelled_heap_is_rebuilt() -> None:
         assert len(timers._heap) < len(kept) + 110
 
     run(main())
+
+
+def test_a_timeout_may_cancel_others_while_running() -> None:
+    """Cancelling can rebuild the heap under the loop that runs the due timeouts."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        timers = KeepAliveTimers(loop)
+        log: list[str] = []
+        when = loop.time() + 0.02
+        others = [timers.call_at(when, Conn(f"o{i}", log)) for i in range(150)]
+
+        class Canceller:
+            def check_idle(self) -> None:
+                log.append("canceller")
+                for timeout in others:
+                    timers.cancel(timeout)
+
+        timers.call_at(when, Canceller())
+        await asyncio.sleep(0.1)
+        ran_before = log.index("canceller")
+        assert len(log) == ran_before + 1  # nothing cancelled ran, nothing ran twice
+        assert len(timers) == 0
+        assert timers._heap == []
+
+    run(main())

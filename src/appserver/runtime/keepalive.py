@@ -82,15 +82,16 @@ class KeepAliveTimers:
 
     def _run(self) -> None:
         self._timer = None
-        heap = self._heap
         now = self.loop.time()
-        while heap and heap[0].when <= now:
-            timeout = heapq.heappop(heap)
+        # self._heap, not a local: a callback that cancels may have it rebuilt.
+        while self._heap and self._heap[0].when <= now:
+            timeout = heapq.heappop(self._heap)
             conn = timeout.conn
             if conn is None:
                 self._cancelled -= 1
                 continue
             timeout.conn = None
             conn.check_idle()  # may arm a timeout again, and with it the loop timer
+        heap = self._heap
         if heap and (self._timer is None or heap[0].when < self._timer_when):
             self._arm(heap[0].when)
