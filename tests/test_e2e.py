@@ -75,6 +75,76 @@ def test_keep_alive_timeout_closes_idle_connection(http: str) -> None:
     run(main())
 
 
+def test_keep_alive_timeout_spares_a_slow_response_and_counts_from_its_end(http: str) -> None:
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(0.5)
+        await respond(send, b"late")
+
+    async def main() -> None:
+        async with serve(slow_app, http, timeout_keep_alive=0.2) as (server, port):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                loop = asyncio.get_running_loop()
+                # A second connection that stays idle: its timeout shares the server's timers.
+                idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                _, idle_closed = await read_until_close(idle_reader, 0.4)
+                assert idle_closed
+                idle_writer.close()
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+                assert await reader.readexactly(4) == b"late"
+                answered = loop.time()
+                _, closed = await read_until_close(reader, 0.1)
+                assert not closed
+                _, closed = await read_until_close(reader, 2.0)
+                assert closed
+                assert 0.15 <= loop.time() - answered < 1.0
+                assert len(server.server_state.connections) == 0
+            finally:
+                writer.close()
+
+    run(main())
+
+
+def test_idle_connections_give_back_their_parser_without_mixing_requests(http: str) -> None:
+    """Between requests a connection holds no parser; one that has read the start of its next
+    request keeps its own, and every request is answered on its own connection."""
+
+    async def path_app(scope: Any, receive: Any, send: Any) -> None:
+        await respond(send, scope["path"].encode())
+
+    async def answer(reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        return await reader.readexactly(2)
+
+    async def main() -> None:
+        async with serve(path_app, http) as (server, port):
+            idle = server.server_state.idle_parsers
+            first_r, first_w = await asyncio.open_connection("127.0.0.1", port)
+            second_r, second_w = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                first_w.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HT")
+                assert await answer(first_r) == b"/a"
+                assert idle == []  # the first connection is in the middle of /b
+                second_w.write(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert await answer(second_r) == b"/c"
+                assert len(idle) == 1
+                first_w.write(b"TP/1.1\r\nHost: x\r\n\r\n")
+                assert await answer(first_r) == b"/b"
+                assert len(idle) == 2
+                for path in (b"/d", b"/e"):  # parsers that served both, now on the second
+                    second_w.write(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+                    assert await answer(second_r) == path
+                    assert len(idle) == 2
+            finally:
+                first_w.close()
+                second_w.close()
+
+    run(main())
+
+
 def test_slow_reading_app_pauses_the_socket(http: str) -> None:
     """A large upload to an app that reads slowly: the server stops reading, nothing is lost."""
     payload = bytes(range(256)) * (16 * 1024)  # 4 MiB

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from appserver.errors import AppLoadError, StartupError
 from appserver.http.cycle import DefaultHeaders
+from appserver.http.parser import RequestParser
+from appserver.runtime.keepalive import KeepAliveTimers
 from appserver.runtime.logs import configure_logging, logger
 from appserver.runtime.loops import loop_factory
 from appserver.runtime.sockets import Listener, open_listeners
@@ -47,6 +49,10 @@ class ServerState:
         self.tasks: set[asyncio.Task[None]] = set()
         # Kept encoded for the hot path; assign default_headers to replace them.
         self.defaults = DefaultHeaders()
+        # The connections' keep-alive timeouts, created by the first connection (it has the loop).
+        self.keep_alive: KeepAliveTimers | None = None
+        # Request parsers no connection holds: as many as were ever in use at once, at most.
+        self.idle_parsers: list[RequestParser] = []
 
     @property
     def default_headers(self) -> list[tuple[bytes, bytes]]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +40,23 @@ def test_missing_app_module_is_named(target: str) -> None:
     module = target.partition(":")[0]
     with pytest.raises(AppLoadError, match=f"no module named '{module}'"):
         import_from_string(target)
+
+
+def test_auto_websockets_are_imported_by_the_first_upgrade_only() -> None:
+    """An HTTP-only server does not load websockets (most of a MiB): ws = "auto" checks that the
+    library is installed and imports it for the first upgrade."""
+    code = (
+        "import sys\n"
+        "from appserver import Config\n"
+        "config = Config(app='tests.lifecycle.apps:slow', ws='auto', log_config=None)\n"
+        "config.load()\n"
+        "assert 'websockets' not in sys.modules, 'websockets imported by load()'\n"
+        "assert config.ws_protocol_class is not None\n"
+        "assert 'websockets' in sys.modules\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from appserver.errors import ProtocolError
-from appserver.runtime.loader import resolve_ws
+from appserver.runtime.loader import resolve_ws, ws_protocol
 from appserver.runtime.ws_protocol import WebSocketProtocol
 from appserver.websocket.session import SessionState, websocket_scope
 from tests.websocket.helpers import BINARY, CLOSE, TEXT, close_payload, frame, make_session
@@ -76,6 +76,7 @@ def test_shutdown_before_accept_closes_right_after_it() -> None:
 
 
 def test_resolve_ws() -> None:
-    assert resolve_ws("none") is None
-    assert resolve_ws("auto") is WebSocketProtocol
-    assert resolve_ws("websockets") is WebSocketProtocol
+    assert resolve_ws("none") is False
+    assert resolve_ws("auto") is True
+    assert resolve_ws("websockets") is True
+    assert ws_protocol() is WebSocketProtocol

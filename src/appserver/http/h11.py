@@ -16,13 +16,14 @@ from appserver.http.parser import BadRequest, ParserSink
 
 
 class H11Parser:
-    __slots__ = ("_conn", "_max_head_size", "_sink", "_switched")
+    __slots__ = ("_conn", "_max_head_size", "_switched", "idle", "sink")
 
     def __init__(self, sink: ParserSink, max_head_size: int = 64 * 1024) -> None:
-        self._sink = sink
+        self.sink = sink
         self._max_head_size = max_head_size
         self._conn = self._new_connection()
         self._switched = False
+        self.idle = True
 
     def _new_connection(self) -> h11.Connection:
         return h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head_size)
@@ -32,7 +33,8 @@ class H11Parser:
             return
         conn = self._conn
         conn.receive_data(data)
-        sink = self._sink
+        self.idle = False
+        sink = self.sink
         while True:
             try:
                 # Any: mypy cannot narrow on `type(event) is`, which is the fast check.
@@ -60,6 +62,7 @@ class H11Parser:
                 # A fresh connection for the next request on this one: see the module docstring.
                 trailing = conn.trailing_data[0]
                 conn = self._conn = self._new_connection()
+                self.idle = not trailing
                 if trailing:
                     conn.receive_data(trailing)
             elif event is h11.PAUSED:

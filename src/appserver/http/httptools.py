@@ -14,14 +14,16 @@ class HttptoolsParser:
         "_hosts",
         "_max_head_size",
         "_parser",
-        "_sink",
         "_switched",
         "_switching",
         "_url",
+        "idle",
+        "sink",
     )
 
     def __init__(self, sink: ParserSink, max_head_size: int = 64 * 1024) -> None:
-        self._sink = sink
+        self.sink = sink
+        self.idle = True
         self._max_head_size = max_head_size
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
@@ -40,7 +42,7 @@ class HttptoolsParser:
             trailing = data[exc.args[0] :]
             if self._switching:
                 self._switched = True
-                self._sink.on_switch(trailing)
+                self.sink.on_switch(trailing)
             elif trailing:
                 # An Upgrade we did not take: llhttp resumes, and so do we (RFC 9110 §7.8).
                 self.feed(trailing)
@@ -48,9 +50,14 @@ class HttptoolsParser:
             raise BadRequest(str(exc) or "malformed request") from None
 
     # --- llhttp callbacks ---------------------------------------------------------------------
-    # No on_message_begin: state is reset when a head is handed on, which saves a Python call
-    # per request. The size checks are inline for the same reason. llhttp has no head size
-    # limit of its own (h11 has max_incomplete_event_size), so we count.
+    # State is reset when a head is handed on rather than in on_message_begin, and the size
+    # checks are inline: a Python call fewer per request. llhttp has no head size limit of its
+    # own (h11 has max_incomplete_event_size), so we count.
+    def on_message_begin(self) -> None:
+        # The only sign that a next request has started: llhttp reads its method without a
+        # callback, and a parser that had read "GET " must not serve another connection.
+        self.idle = False
+
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_size += len(url)
@@ -83,10 +90,11 @@ class HttptoolsParser:
             raise BadRequest("HTTP/0.9 is not supported")
         if hosts != 1 and (hosts > 1 or version == "1.1"):
             raise BadRequest("HTTP/1.1 requests need exactly one Host header")
-        self._sink.on_request(parser.get_method(), url, version, headers)
+        self.sink.on_request(parser.get_method(), url, version, headers)
 
     def on_body(self, body: bytes) -> None:
-        self._sink.on_body(body)
+        self.sink.on_body(body)
 
     def on_message_complete(self) -> None:
-        self._switching = self._sink.on_request_end()
+        self._switching = self.sink.on_request_end()
+        self.idle = True

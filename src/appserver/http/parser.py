@@ -5,6 +5,11 @@ is complete, ``on_body`` for body bytes (de-chunked), ``on_request_end`` when th
 complete. Header names arrive lower-cased. A malformed request raises :class:`BadRequest` out
 of ``feed``. When ``on_request_end`` returns True the connection switches protocol: the adapter
 stops parsing and hands what follows the request to ``on_switch``.
+
+Between requests an adapter holds nothing of the connection it served: once ``idle`` (the last
+request complete and not one byte of the next read), it can be given another ``sink`` and parse
+another connection's requests exactly as it would have parsed that connection's next one. The
+runtime does that so idle keep-alive connections do not each keep a parser.
 """
 
 from __future__ import annotations
@@ -33,6 +38,32 @@ class ParserSink(Protocol):
 class RequestParser(Protocol):
     """What both adapters provide."""
 
+    sink: ParserSink
+    # True when no request is in progress: the last one is complete (or none came yet) and no
+    # byte of the next one has been read.
+    idle: bool
+
     def __init__(self, sink: ParserSink, max_head_size: int) -> None: ...
 
     def feed(self, data: bytes) -> None: ...
+
+
+class _Unattached:
+    """The sink of a parser waiting for a connection; a parser waiting is never fed."""
+
+    def on_request(
+        self, method: bytes, target: bytes, http_version: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        raise RuntimeError("an unattached parser was fed")
+
+    def on_body(self, data: bytes) -> None:
+        raise RuntimeError("an unattached parser was fed")
+
+    def on_request_end(self) -> bool:
+        raise RuntimeError("an unattached parser was fed")
+
+    def on_switch(self, trailing: bytes) -> None:
+        raise RuntimeError("an unattached parser was fed")
+
+
+UNATTACHED: ParserSink = _Unattached()

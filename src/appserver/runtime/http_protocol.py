@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from appserver.errors import ClientDisconnected, ProtocolError
 from appserver.http.cycle import ConnectionInfo, ResponseState
-from appserver.http.parser import BadRequest, RequestParser
+from appserver.http.parser import UNATTACHED, BadRequest, RequestParser
 from appserver.http.response import simple_response
 from appserver.runtime.asgi_cycle import ASGICycle, service_unavailable
 from appserver.runtime.flow import WriteFlowControl
+from appserver.runtime.keepalive import KeepAliveTimers, Timeout
+from appserver.runtime.loader import ws_protocol
 from appserver.runtime.logs import access_logger, logger
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ class HTTPProtocol(WriteFlowControl):
         "_flush_scheduled",
         "_idle_since",
         "_idle_timer",
+        "_keep_alive",
         "_limit",
         "_out",
         "_out_size",
@@ -57,7 +60,7 @@ class HTTPProtocol(WriteFlowControl):
         "server_state",
         "transport",
         "upgrading",
-        "ws_protocol_class",
+        "websockets",
     )
 
     def __init__(
@@ -71,26 +74,34 @@ class HTTPProtocol(WriteFlowControl):
         loaded = config._require_loaded()
         self.app = loaded.app
         self._trusted = loaded.trusted_proxies
-        self.ws_protocol_class = loaded.ws_protocol_class  # None when WebSockets are off
+        self.websockets = loaded.websockets  # False: upgrades are served as plain HTTP
         self.upgrading: ASGICycle | None = None  # a WebSocket handshake awaiting on_switch
         self.server_state = server_state
         self.app_state = app_state if app_state is not None else {}
         self.loop = loop or asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.info: ConnectionInfo | None = None
-        self.parser: RequestParser = loaded.parser_class(self)
+        # Taken from the server's idle parsers when a request arrives, given back when the
+        # connection goes idle (see response_complete).
+        self.parser: RequestParser | None = None
         self.current: ASGICycle | None = None  # the request being answered
         self.parsing: ASGICycle | None = None  # the request whose bytes are arriving
-        self.pipeline: list[ASGICycle] = []  # pipelined requests are rare and few
+        # Pipelined requests are rare and few: the list exists only while there are some.
+        self.pipeline: list[ASGICycle] | None = None
         self.read_paused = False
         self.init_write_flow()
-        self._out: list[bytes] = []  # written by the app this loop iteration, not yet sent
+        # Written by the app this loop iteration, not yet sent; a list only while there is some.
+        self._out: list[bytes] | None = None
         self._out_size = 0
         self._flush_scheduled = False
         self.closing = False
         self._bad_request: BadRequest | None = None
         self._idle_since = 0.0
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: Timeout | None = None
+        keep_alive = server_state.keep_alive
+        if keep_alive is None or keep_alive.loop is not self.loop:
+            keep_alive = server_state.keep_alive = KeepAliveTimers(self.loop)
+        self._keep_alive = keep_alive
         self._access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
         self._limit = config.limit_concurrency
 
@@ -121,19 +132,28 @@ class HTTPProtocol(WriteFlowControl):
         self.server_state.connections.discard(self)
         self.transport = None
         self.closing = True
-        for cycle in (self.current, self.parsing, *self.pipeline):
+        for cycle in (self.current, self.parsing, *(self.pipeline or ())):
             if cycle is not None:
                 cycle.disconnect()
                 cycle.wake()
-        self.pipeline.clear()
+        self.pipeline = None
         if self._idle_timer is not None:
-            self._idle_timer.cancel()
+            self._keep_alive.cancel(self._idle_timer)
             self._idle_timer = None
         self.release_drain()
 
     def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        if parser is None:
+            idle_parsers = self.server_state.idle_parsers
+            if idle_parsers:
+                parser = idle_parsers.pop()
+                parser.sink = self
+            else:
+                parser = self.config._require_loaded().parser_class(self)
+            self.parser = parser
         try:
-            self.parser.feed(data)
+            parser.feed(data)
         except BadRequest as exc:
             self._reject(exc)
 
@@ -151,8 +171,9 @@ class HTTPProtocol(WriteFlowControl):
         of the iteration turns ten ``send()`` calls into one system call. ``flush=True`` (the
         end of a response) sends everything now, so a whole response is one write.
         """
-        if self._out:
-            self._out.append(data)
+        out = self._out
+        if out:
+            out.append(data)
             self._out_size += len(data)
             if flush or self._out_size >= HIGH_WATER:
                 self.flush()
@@ -160,7 +181,7 @@ class HTTPProtocol(WriteFlowControl):
             if data and self.transport is not None:
                 self.transport.write(data)
         elif data:
-            self._out.append(data)
+            self._out = [data]
             self._out_size = len(data)
             self.schedule_flush()
 
@@ -172,12 +193,17 @@ class HTTPProtocol(WriteFlowControl):
     def flush(self) -> None:
         """Write what is buffered, and a response head still held back, in one write."""
         self._flush_scheduled = False
+        out = self._out
         current = self.current
         if current is not None and current.response_state is _STARTED and not current.disconnected:
-            self._out.insert(0, current.start_streaming())
-        if self._out:
-            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
-            self._out = []
+            head = current.start_streaming()
+            if out:
+                out.insert(0, head)
+            else:
+                out = [head]
+        if out:
+            data = b"".join(out) if len(out) > 1 else out[0]
+            self._out = None
             self._out_size = 0
             if self.transport is not None:
                 self.transport.write(data)
@@ -201,7 +227,10 @@ class HTTPProtocol(WriteFlowControl):
                 self._start(cycle)
         else:
             # Pipelined: answer in order, and stop reading until we catch up.
-            self.pipeline.append(cycle)
+            if self.pipeline is None:
+                self.pipeline = [cycle]
+            else:
+                self.pipeline.append(cycle)
             self.pause_reading()
 
     def on_body(self, data: bytes) -> None:
@@ -226,8 +255,9 @@ class HTTPProtocol(WriteFlowControl):
         # request still being answered) is served as plain HTTP, as RFC 9110 §7.8 allows.
         return (
             cycle.upgrade == b"websocket"
-            and self.ws_protocol_class is not None
+            and self.websockets
             and cycle.scope["method"] == "GET"
+            and ws_protocol() is not None
         )
 
     def on_switch(self, trailing: bytes) -> None:
@@ -236,11 +266,12 @@ class HTTPProtocol(WriteFlowControl):
         transport, self.transport = self.transport, None
         self.server_state.connections.discard(self)
         if self._idle_timer is not None:
-            self._idle_timer.cancel()
+            self._keep_alive.cancel(self._idle_timer)
             self._idle_timer = None
-        if cycle is None or transport is None or self.ws_protocol_class is None:
+        protocol_class = ws_protocol()
+        if cycle is None or transport is None or protocol_class is None:
             return
-        websocket = self.ws_protocol_class(self.config, self.server_state, self.loop)
+        websocket = protocol_class(self.config, self.server_state, self.loop)
         websocket.take_over(transport, cycle, trailing, self.read_paused)
 
     # --- running the app -----------------------------------------------------------------------
@@ -322,6 +353,14 @@ class HTTPProtocol(WriteFlowControl):
             self._idle_since = self.loop.time()
             if self._idle_timer is None:
                 self._set_idle()
+            # An idle keep-alive connection needs no parser until its next request: give this
+            # one to the server for whichever connection reads a request next. With a parser
+            # each (~1 KiB with httptools), idle connections would cost twice the memory.
+            parser = self.parser
+            if parser is not None and parser.idle:
+                parser.sink = UNATTACHED
+                self.parser = None
+                self.server_state.idle_parsers.append(parser)
         if self.read_paused:
             self.maybe_resume_reading()
 
@@ -351,7 +390,7 @@ class HTTPProtocol(WriteFlowControl):
             self.parsing = None
             parsing.disconnect()
             parsing.wake()
-            if parsing is not self.current:
+            if parsing is not self.current and self.pipeline:
                 self.pipeline.remove(parsing)
             elif parsing.response_started:
                 self.closing = True
@@ -394,14 +433,16 @@ class HTTPProtocol(WriteFlowControl):
     # --- keep-alive ----------------------------------------------------------------------------
     def _set_idle(self) -> None:
         # A lazy timer: armed once, it re-arms itself while the connection keeps being used,
-        # so a busy keep-alive connection costs one clock read per request, not a timer.
+        # so a busy keep-alive connection costs one clock read per request, not a timer. It is
+        # one of the server's KeepAliveTimers, not a loop timer: a fraction of the memory.
         self._idle_since = self.loop.time()
         if self._idle_timer is None:
-            self._idle_timer = self.loop.call_at(
-                self._idle_since + self.config.timeout_keep_alive, self._check_idle
+            self._idle_timer = self._keep_alive.call_at(
+                self._idle_since + self.config.timeout_keep_alive, self
             )
 
-    def _check_idle(self) -> None:
+    def check_idle(self) -> None:
+        """The keep-alive timeout came up: close if idle that long, else wait again."""
         self._idle_timer = None
         if self.transport is None:
             return
@@ -411,7 +452,7 @@ class HTTPProtocol(WriteFlowControl):
         if self.loop.time() >= deadline:
             self.transport.close()
         else:
-            self._idle_timer = self.loop.call_at(deadline, self._check_idle)
+            self._idle_timer = self._keep_alive.call_at(deadline, self)
 
     # --- shutdown ------------------------------------------------------------------------------
     def shutdown(self) -> None:

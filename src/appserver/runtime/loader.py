@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
@@ -24,9 +26,14 @@ class Loaded:
     lifespan_class: type[Any]
     http_protocol_class: type[Any]
     parser_class: type[Any]
-    ws_protocol_class: type[Any] | None
+    # Whether WebSocket upgrades are taken; the protocol class comes from ws_protocol().
+    websockets: bool
     # Built once here, not per connection; None when proxy headers are off.
     trusted_proxies: TrustedProxies | None = None
+
+    @property
+    def ws_protocol_class(self) -> type[Any] | None:
+        return ws_protocol() if self.websockets else None
 
 
 def import_from_string(import_str: str) -> Any:
@@ -120,16 +127,31 @@ def resolve_parser(http: str) -> type[Any]:
     return H11Parser
 
 
-def resolve_ws(ws: str) -> type[Any] | None:
-    """The WebSocket protocol class, or None when WebSockets are off (upgrades served as HTTP)."""
+def resolve_ws(ws: str) -> bool:
+    """Whether WebSocket upgrades are taken (if not, they are served as plain HTTP).
+
+    ``"websockets"`` imports the protocol now, so a missing library fails at startup. ``"auto"``
+    only checks that websockets is installed: the protocol, and websockets with it (about
+    0.7 MiB), is imported by the first upgrade, so a server that never sees one never pays for
+    it. The first upgrade waits for that import (milliseconds), once.
+    """
     if ws == "none":
-        return None
+        return False
+    if ws == "websockets":
+        if ws_protocol() is None:
+            raise AppLoadError('ws = "websockets" but websockets is not installed')
+        return True
+    return importlib.util.find_spec("websockets") is not None
+
+
+@functools.cache
+def ws_protocol() -> type[Any] | None:
+    """The WebSocket protocol class, imported on first use; None when websockets cannot be
+    imported (with ``ws = "auto"``, upgrades are then served as plain HTTP)."""
     try:
         from appserver.runtime.ws_protocol import WebSocketProtocol
     except ImportError:
-        if ws == "websockets":
-            raise AppLoadError('ws = "websockets" but websockets is not installed') from None
-        return None  # auto: WebSockets only when the library is there
+        return None
     return WebSocketProtocol
 
 
@@ -145,7 +167,7 @@ def load(config: Config) -> Loaded:
         lifespan_class=lifespan,
         http_protocol_class=HTTPProtocol,
         parser_class=parser,
-        ws_protocol_class=resolve_ws(config.ws),
+        websockets=resolve_ws(config.ws),
         trusted_proxies=TrustedProxies(config.forwarded_allow_ips)
         if config.proxy_headers
         else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.config
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -16,44 +16,26 @@ logging.addLevelName(TRACE, "TRACE")
 logger = logging.getLogger("appserver.error")
 access_logger = logging.getLogger("appserver.access")
 
-DEFAULT_LOGGING: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "default": {"format": "%(asctime)s %(levelname)-7s %(message)s"},
-        "access": {"format": "%(asctime)s ACCESS  %(message)s"},
-    },
-    "handlers": {
-        "default": {
-            "class": "logging.StreamHandler",
-            "formatter": "default",
-            "stream": "ext://sys.stderr",
-        },
-        "access": {
-            "class": "logging.StreamHandler",
-            "formatter": "access",
-            "stream": "ext://sys.stdout",
-        },
-    },
-    "loggers": {
-        "appserver": {"handlers": ["default"], "level": "INFO", "propagate": False},
-        "appserver.error": {"level": "INFO"},
-        "appserver.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
-    },
-}
+DEFAULT_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+ACCESS_FORMAT = "%(asctime)s ACCESS  %(message)s"
 
 
 def configure_logging(config: Config) -> None:
     source = config.log_config
     if source == "default":
-        logging.config.dictConfig(DEFAULT_LOGGING)
-    elif isinstance(source, dict):
-        logging.config.dictConfig(source)
-    elif isinstance(source, str) and source.endswith(".json"):
-        with open(source, encoding="utf-8") as handle:
-            logging.config.dictConfig(json.load(handle))
-    elif isinstance(source, str):
-        logging.config.fileConfig(source, disable_existing_loggers=False)
+        _default_logging()
+    elif source is not None:
+        # Only a configuration of the user's own needs logging.config, which imports
+        # logging.handlers, pickle and socketserver: about 0.4 MiB the default does without.
+        import logging.config as logging_config
+
+        if isinstance(source, dict):
+            logging_config.dictConfig(source)
+        elif source.endswith(".json"):
+            with open(source, encoding="utf-8") as handle:
+                logging_config.dictConfig(json.load(handle))
+        else:
+            logging_config.fileConfig(source, disable_existing_loggers=False)
     if source is not None:
         level = TRACE if config.log_level == "trace" else config.log_level.upper()
         logging.getLogger("appserver").setLevel(level)
@@ -61,3 +43,46 @@ def configure_logging(config: Config) -> None:
     if not config.access_log:
         access_logger.handlers = []
         access_logger.propagate = False
+
+
+def _default_logging() -> None:
+    """appserver's console logging: server messages on stderr, access lines on stdout, neither
+    passed on to the root logger.
+
+    What ``logging.config.dictConfig`` made of the same settings (with
+    ``disable_existing_loggers: False``), done directly: the configured loggers lose the
+    handlers they had, other ``appserver.*`` loggers are reset to pass everything on to them,
+    and every existing logger is enabled. Unlike dictConfig, handlers outside appserver are
+    left open: dictConfig closed every handler in the process, which silenced a program's own
+    ``FileHandler(mode="w")``.
+    """
+    configured = {
+        "appserver": _console_handler("default", sys.stderr, DEFAULT_FORMAT),
+        "appserver.error": None,
+        "appserver.access": _console_handler("access", sys.stdout, ACCESS_FORMAT),
+    }
+    for name, existing in list(logging.Logger.manager.loggerDict.items()):
+        if not isinstance(existing, logging.Logger) or name in configured:
+            continue
+        if name.startswith("appserver."):
+            existing.setLevel(logging.NOTSET)
+            existing.handlers = []
+            existing.propagate = True
+        else:
+            existing.disabled = False
+    for name, handler in configured.items():
+        named = logging.getLogger(name)
+        named.setLevel(logging.INFO)
+        for old in named.handlers[:]:
+            named.removeHandler(old)
+        if handler is not None:
+            named.addHandler(handler)
+            named.propagate = False
+        named.disabled = False
+
+
+def _console_handler(name: str, stream: Any, fmt: str) -> logging.Handler:
+    handler = logging.StreamHandler(stream)
+    handler.set_name(name)  # as dictConfig names the handlers of its "handlers" table
+    handler.setFormatter(logging.Formatter(fmt))
+    return handler
