@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from appserver import Server
+from appserver.runtime import http_protocol
 from tests.conftest import read_until_close, run, serve
 
 
@@ -28,6 +29,10 @@ async def read_body(receive: Any) -> bytes:
 async def respond(send: Any, body: bytes, status: int = 200) -> None:
     await send({"type": "http.response.start", "status": status, "headers": []})
     await send({"type": "http.response.body", "body": body})
+
+
+async def hello_app(scope: Any, receive: Any, send: Any) -> None:
+    await respond(send, b"hello")
 
 
 async def client_port_app(scope: Any, receive: Any, send: Any) -> None:
@@ -141,6 +146,44 @@ def test_idle_connections_give_back_their_parser_without_mixing_requests(http: s
             finally:
                 first_w.close()
                 second_w.close()
+
+    run(main())
+
+
+def test_proxy_connection_close_does_not_spoil_the_next_connection(http: str) -> None:
+    """A request with ``Proxy-Connection: close`` (which llhttp honours) must not leave a parser
+    that refuses the next client's request."""
+
+    async def main() -> None:
+        async with serve(hello_app, http) as (_, port):
+            for headers in (b"Proxy-Connection: close\r\n", b""):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                try:
+                    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                    assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
+                finally:
+                    writer.close()
+
+    run(main())
+
+
+def test_idle_parsers_kept_are_capped(http: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_protocol, "MAX_IDLE_PARSERS", 2)
+
+    async def main() -> None:
+        async with serve(hello_app, http) as (server, port):
+            streams = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+            try:
+                for _, writer in streams:  # four requests at once: four parsers busy
+                    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                for reader, _ in streams:
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+                assert len(server.server_state.idle_parsers) == 2
+            finally:
+                for _, writer in streams:
+                    writer.close()
 
     run(main())
 

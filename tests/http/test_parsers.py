@@ -83,3 +83,20 @@ def test_unattached_parser_refuses_to_report(make: Any) -> None:
         messages.append(str(chain))
         chain = chain.__context__
     assert "an unattached parser was fed" in messages
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"GET /a HTTP/1.1\r\nHost: x\r\nProxy-Connection: close\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /a HTTP/1.0\r\n\r\n",
+    ],
+)
+def test_a_parser_that_will_not_read_on_is_never_idle(message: bytes) -> None:
+    # llhttp refuses every byte after a request that asked to close (Proxy-Connection
+    # included, which the cycle does not read): lent to another connection, it would answer
+    # that connection's first request with 400.
+    parser = HttptoolsParser(Sink(), 64 * 1024)
+    parser.feed(message)
+    assert not parser.idle

@@ -60,3 +60,31 @@ def test_auto_websockets_are_imported_by_the_first_upgrade_only() -> None:
         [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_auto_websockets_that_fail_to_import_turn_websockets_off(tmp_path: Path) -> None:
+    """websockets found at load but broken: said once, and upgrades are served as plain HTTP
+    instead of failing each connection."""
+    (tmp_path / "websockets").mkdir()
+    (tmp_path / "websockets" / "__init__.py").write_text("raise RuntimeError('broken install')\n")
+    code = (
+        "import logging\n"
+        "logging.basicConfig()\n"
+        "from appserver import Config\n"
+        "config = Config(app='tests.lifecycle.apps:slow', ws='auto', log_config=None)\n"
+        "config.load()\n"
+        "assert config.ws_protocol_class is None\n"
+        "assert config.ws_protocol_class is None\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    path = os.pathsep.join([str(tmp_path), str(root / "src"), str(root)])
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("importing websockets failed: broken install") == 1, done.stderr

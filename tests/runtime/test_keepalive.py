@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from appserver.runtime.keepalive import KeepAliveTimers
 from tests.conftest import run
 
@@ -130,3 +132,24 @@ def test_a_timeout_may_cancel_others_while_running() -> None:
         assert timers._heap == []
 
     run(main())
+
+
+def test_a_failing_timeout_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    class Failing(Conn):
+        def check_idle(self) -> None:
+            super().check_idle()
+            raise RuntimeError("boom")
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        timers = KeepAliveTimers(loop)
+        log: list[str] = []
+        now = loop.time()
+        timers.call_at(now + 0.01, Failing("a", log))
+        timers.call_at(now + 0.03, Conn("b", log))
+        timers.call_at(now + 0.05, Conn("c", log))
+        await asyncio.sleep(0.15)
+        return log
+
+    assert run(main()) == ["a", "b", "c"]
+    assert "Error in a keep-alive timeout" in caplog.text

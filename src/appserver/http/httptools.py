@@ -50,9 +50,9 @@ class HttptoolsParser:
             raise BadRequest(str(exc) or "malformed request") from None
 
     # --- llhttp callbacks ---------------------------------------------------------------------
-    # State is reset when a head is handed on rather than in on_message_begin, and the size
-    # checks are inline: a Python call fewer per request. llhttp has no head size limit of its
-    # own (h11 has max_incomplete_event_size), so we count.
+    # State is reset when a head is handed on, not in on_message_begin, and the size checks are
+    # inline, to keep Python calls per request few. llhttp has no head size limit of its own
+    # (h11 has max_incomplete_event_size), so we count.
     def on_message_begin(self) -> None:
         # The only sign that a next request has started: llhttp reads its method without a
         # callback, and a parser that had read "GET " must not serve another connection.
@@ -97,4 +97,6 @@ class HttptoolsParser:
 
     def on_message_complete(self) -> None:
         self._switching = self.sink.on_request_end()
-        self.idle = True
+        # llhttp also closes on what our cycle does not read (Proxy-Connection: close) and
+        # then refuses every further byte: such a parser must never serve another connection.
+        self.idle = self._parser.should_keep_alive()

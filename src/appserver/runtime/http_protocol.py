@@ -31,6 +31,11 @@ HIGH_WATER = 64 * 1024
 _STARTED = ResponseState.STARTED
 
 
+# Parsers the server keeps for whichever connection reads a request next (see
+# response_complete); enough for any steady load, small enough (~1 KiB each) to not matter.
+MAX_IDLE_PARSERS = 256
+
+
 class HTTPProtocol(WriteFlowControl):
     """One client connection speaking HTTP/1.1."""
 
@@ -86,7 +91,7 @@ class HTTPProtocol(WriteFlowControl):
         self.parser: RequestParser | None = None
         self.current: ASGICycle | None = None  # the request being answered
         self.parsing: ASGICycle | None = None  # the request whose bytes are arriving
-        # Pipelined requests are rare and few: the list exists only while there are some.
+        # Pipelined requests are rare and few: no list until the first one.
         self.pipeline: list[ASGICycle] | None = None
         self.read_paused = False
         self.init_write_flow()
@@ -360,7 +365,9 @@ class HTTPProtocol(WriteFlowControl):
             if parser is not None and parser.idle:
                 parser.sink = UNATTACHED
                 self.parser = None
-                self.server_state.idle_parsers.append(parser)
+                idle_parsers = self.server_state.idle_parsers
+                if len(idle_parsers) < MAX_IDLE_PARSERS:  # after a burst, let the rest go
+                    idle_parsers.append(parser)
         if self.read_paused:
             self.maybe_resume_reading()
 

@@ -16,6 +16,8 @@ import asyncio
 import heapq
 from typing import Protocol
 
+from appserver.runtime.logs import logger
+
 # Rebuild the heap when more than this many entries, and more than half of them, are cancelled
 # (asyncio's _MIN_SCHEDULED_TIMER_HANDLES and _MIN_CANCELLED_TIMER_HANDLES_FRACTION).
 _MIN_CANCELLED = 100
@@ -91,7 +93,11 @@ class KeepAliveTimers:
                 self._cancelled -= 1
                 continue
             timeout.conn = None
-            conn.check_idle()  # may arm a timeout again, and with it the loop timer
+            try:
+                conn.check_idle()  # may arm a timeout again, and with it the loop timer
+            except Exception:
+                # One connection's failure must not leave every later timeout unarmed.
+                logger.exception("Error in a keep-alive timeout")
         heap = self._heap
         if heap and (self._timer is None or heap[0].when < self._timer_when):
             self._arm(heap[0].when)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from appserver.errors import AppLoadError
 from appserver.http.proxy import TrustedProxies
+from appserver.runtime.logs import logger
 
 if TYPE_CHECKING:
     from appserver.config.model import Config
@@ -150,7 +151,9 @@ def ws_protocol() -> type[Any] | None:
     imported (with ``ws = "auto"``, upgrades are then served as plain HTTP)."""
     try:
         from appserver.runtime.ws_protocol import WebSocketProtocol
-    except ImportError:
+    except Exception as exc:
+        # Found at load but broken (cached: said once, not on every upgrade).
+        logger.error("WebSockets are off: importing websockets failed: %s", exc)
         return None
     return WebSocketProtocol
 

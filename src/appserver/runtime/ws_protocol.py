@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 # (websockets' own close_timeout default).
 CLOSE_TIMEOUT = 10.0
 
-# Replies held back for one write never exceed this many bytes: past it they go out at once,
-# so an app that sends big messages in a loop still meets the transport's flow control.
+# Once replies held back for one write reach this many bytes they go out at once (with the
+# reply that crossed it), so an app sending big messages in a loop still meets the transport's
+# flow control.
 COALESCE_LIMIT = 64 * 1024
 
 
@@ -127,6 +128,7 @@ class WebSocketProtocol(WriteFlowControl):
                 timer.cancel()
         self._ping_timer = self._close_timer = None
         self._held.clear()
+        self._held_size = 0
         if self.session is not None:
             self.session.connection_lost()
         self._wake()
@@ -152,7 +154,7 @@ class WebSocketProtocol(WriteFlowControl):
                 held.append(data)
                 self._held_size += len(data)
             if self._held_size < COALESCE_LIMIT:
-                if self._held_flush is None:
+                if self._held_flush is None and held:
                     self._held_flush = self.loop.call_soon(self._flush_held)
                 return
             data = b""  # it is in held already, and held is over the limit: write it all
@@ -181,8 +183,18 @@ class WebSocketProtocol(WriteFlowControl):
 
     def _close_timed_out(self) -> None:
         self._close_timer = None
-        if self.transport is not None:
-            self.transport.close()
+        self._drop()
+
+    def _drop(self) -> None:
+        """Close the TCP connection now, after what is already owed to the client."""
+        transport = self.transport
+        if transport is None:
+            return
+        if self._held:  # replies held for one write: written, not lost with the connection
+            transport.write(b"".join(self._held))
+            self._held.clear()
+            self._held_size = 0
+        transport.close()
 
     # --- ASGI receive / send -----------------------------------------------------------------------
     async def receive(self) -> dict[str, Any]:
@@ -226,8 +238,7 @@ class WebSocketProtocol(WriteFlowControl):
             await self.app(session.scope, self.receive, self.send)
         except asyncio.CancelledError:
             # Shutdown gave up on this handler: nothing sensible can follow.
-            if self.transport is not None:
-                self.transport.close()
+            self._drop()
             raise
         except BaseException as exc:
             if not isinstance(exc, ClientDisconnected) and not session.disconnected:
@@ -285,5 +296,4 @@ class WebSocketProtocol(WriteFlowControl):
 
     def close(self) -> None:
         """Forced stop."""
-        if self.transport is not None:
-            self.transport.close()
+        self._drop()

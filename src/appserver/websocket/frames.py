@@ -2,8 +2,9 @@
 
 The websockets library is the authority on the protocol; this module lets the session skip its
 generator-based parser for complete, unfragmented, masked text or binary frames, and lets the
-session hand the library whole frames only, so the library's parser is always at a frame boundary
-between calls (which is what makes the shortcut safe to take on any frame).
+session track where frames begin and end, so the library's input always starts at a frame
+boundary and its parser is at one whenever a shortcut frame comes (which is what makes the
+shortcut safe to take on any frame).
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ One shortcut, for speed: while the connection is open without extensions, comple
 masked text and binary frames are read and written here (:mod:`appserver.websocket.frames`)
 instead of through the library's parser and serializer, which cost more than everything else a
 small message does. Every other frame (control frames, fragments, anything malformed or too
-big) still goes to the library, and only ever as whole frames, so its parser is always at a
-frame boundary when a shortcut frame comes; it fails the connection as before.
+big) still goes to the library, as its bytes arrive but always starting at a frame boundary, so
+its parser is at one whenever a shortcut frame comes, and it fails bad input as early and in the
+same way as it would alone.
 
 Calling contract (the runtime's side):
 
@@ -47,8 +48,13 @@ from websockets.server import ServerProtocol
 from appserver.errors import ClientDisconnected, ProtocolError
 from appserver.http.cycle import ASGI_VERSIONS, RequestCycle
 from appserver.http.response import scan_headers, simple_response
-from appserver.websocket.frames import FAST_BINARY, FAST_TEXT, apply_mask, frame_bounds
-from appserver.websocket.frames import server_frame_head as _frame_head
+from appserver.websocket.frames import (
+    FAST_BINARY,
+    FAST_TEXT,
+    apply_mask,
+    frame_bounds,
+    server_frame_head,
+)
 
 ws_logger = logging.getLogger("appserver.websockets")
 
@@ -203,7 +209,8 @@ class WebSocketSession:
                 return
         pending = self._pending
         if pending:  # the start of a frame for the shortcut: wait until it is whole
-            pending += data[pos:] if pos else data
+            # (never set together with _library_left, so pos is 0 here)
+            pending += data
             if len(pending) < 2:
                 return
             head, length = frame_bounds(pending, 0)
@@ -211,9 +218,8 @@ class WebSocketSession:
                 head < 0 or (length <= self.max_size and len(pending) < head + length)
             ):
                 return  # masked, and not over the limit: wait for the rest
-            data = bytes(pending)  # whole, or not for the shortcut after all
+            data = bytes(pending)  # whole, or not for the shortcut after all: _split decides
             pending.clear()
-            pos = 0
         self._split(data, pos)
 
     def _split(self, data: bytes, pos: int) -> None:
@@ -446,7 +452,7 @@ class WebSocketSession:
         pending = self.protocol.data_to_send()  # keep order with the library's frames (pongs)
         if pending:
             out.extend(pending)
-        head = _frame_head(first, len(payload))
+        head = server_frame_head(first, len(payload))
         if len(payload) < 4096:
             out.append(head + payload)  # one small chunk; bigger payloads are not copied twice
         else:
