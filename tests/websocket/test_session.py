@@ -8,7 +8,7 @@ from appserver.errors import ProtocolError
 from appserver.runtime.loader import resolve_ws, ws_protocol
 from appserver.runtime.ws_protocol import WebSocketProtocol
 from appserver.websocket.session import SessionState, websocket_scope
-from tests.websocket.helpers import BINARY, CLOSE, TEXT, close_payload, frame, make_session
+from tests.websocket.helpers import BINARY, CLOSE, PING, TEXT, close_payload, frame, make_session
 
 ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # for helpers.KEY, RFC 6455 §1.3's example
 
@@ -80,3 +80,31 @@ def test_resolve_ws() -> None:
     assert resolve_ws("auto") is True
     assert resolve_ws("websockets") is True
     assert ws_protocol() is WebSocketProtocol
+
+
+def test_frames_before_accept_are_read_after_it() -> None:
+    """A client that sends before the handshake response (RFC 6455 §4.1 says it must not) gets
+    nothing, not even a pong, before the 101; the app hears of its frames after accepting."""
+    session = make_session()
+    assert session.handshake()
+    session.receive_data(frame(PING, b"early") + frame(TEXT, b"hi"))
+    assert session.data_to_send() == (b"", False)
+    assert session.next_event() == {"type": "websocket.connect"}
+    assert session.next_event() is None
+    session.on_send({"type": "websocket.accept"})
+    data, close = session.data_to_send()
+    assert data.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert data.endswith(b"\r\n\r\n\x8a\x05early")  # the 101, then the pong
+    assert not close
+    assert session.next_event() == {"type": "websocket.receive", "text": "hi"}
+
+
+def test_too_much_before_accept_drops_the_connection() -> None:
+    session = make_session(max_size=1024)
+    assert session.handshake()
+    session.receive_data(frame(BINARY, b"x" * 1000))
+    assert session.data_to_send() == (b"", False)
+    session.receive_data(frame(BINARY, b"y" * 100))
+    assert session.data_to_send() == (b"", True)  # no answer to the handshake: just close
+    assert session.next_event() == {"type": "websocket.connect"}
+    assert session.next_event() == {"type": "websocket.disconnect", "code": 1006, "reason": ""}

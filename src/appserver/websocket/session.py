@@ -163,6 +163,8 @@ class WebSocketSession:
         self._pending = bytearray()
         self._library_left = 0
         self._library_head = bytearray()
+        # Bytes that came before the app accepted (read once it has: see receive_data).
+        self._early = bytearray()
         self.state = _CONNECTING
         self.disconnected = False  # the transport is gone
         self._events: deque[dict[str, Any]] = deque([{"type": "websocket.connect"}])
@@ -198,6 +200,15 @@ class WebSocketSession:
         if self.disconnected or self._close_after or self.protocol.eof_sent:
             # An HTTP answer is on its way out, or the closing handshake is over or the
             # connection failed: nothing the client adds matters any more.
+            return
+        if self.state is _CONNECTING:
+            # RFC 6455 §4.1: a client waits for the handshake response before it sends frames.
+            # Frames from one that does not are read once the app accepts, so that nothing
+            # (a pong, a close) can be written before the 101; the app hears of them then too.
+            early = self._early
+            early += data
+            if len(early) > self.max_size + 14:  # more than one message of the largest size
+                self.end_with(None)
             return
         if not self.shortcut:
             self._to_library(data)
@@ -418,6 +429,10 @@ class WebSocketSession:
         self.state = _OPEN
         self.protocol.send_response(response)
         self._fast = self.shortcut and not self.protocol.extensions
+        if self._early:
+            early = bytes(self._early)
+            self._early = bytearray()
+            self.receive_data(early)
         if self._shutdown_pending:
             self.shutdown()
 
