@@ -22,7 +22,6 @@ from appserver.errors import ClientDisconnected, ProtocolError
 from appserver.http.framing import Framing, request_keeps_alive, response_framing
 from appserver.http.proxy import TrustedProxies
 from appserver.http.response import (
-    _STATUS_LINES,
     CONTINUE_100,
     encode_default_headers,
     scan_headers,
@@ -254,7 +253,7 @@ class RequestCycle:
             status = message.get("status")
             if type(status) is not int:
                 raise ProtocolError(f"response status must be an int, got {status!r}")
-            self._status_line = _STATUS_LINES.get(status) or status_line(status)
+            self._status_line = status_line(status)
             (
                 self._encoded_headers,
                 self._content_length,

@@ -70,11 +70,7 @@ class ASGICycle(RequestCycle):
         state = self.response_state
         protocol = self.protocol
         if state is _DONE:
-            transport = protocol.transport
-            if protocol._out or transport is None:
-                protocol.write(data, flush=True)
-            elif data:
-                transport.write(data)  # the whole response, nothing buffered: write() inlined
+            protocol.write(data, flush=True)
             protocol.response_complete(self)
         elif data:
             protocol.write(data, flush=False)

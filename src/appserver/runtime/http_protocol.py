@@ -50,6 +50,7 @@ class HTTPProtocol(WriteFlowControl):
         "_limit",
         "_out",
         "_out_size",
+        "_parser_class",
         "_trusted",
         "app",
         "app_state",
@@ -79,6 +80,7 @@ class HTTPProtocol(WriteFlowControl):
         loaded = config._require_loaded()
         self.app = loaded.app
         self._trusted = loaded.trusted_proxies
+        self._parser_class = loaded.parser_class
         self.websockets = loaded.websockets  # False: upgrades are served as plain HTTP
         self.upgrading: ASGICycle | None = None  # a WebSocket handshake awaiting on_switch
         self.server_state = server_state
@@ -155,7 +157,7 @@ class HTTPProtocol(WriteFlowControl):
                 parser = idle_parsers.pop()
                 parser.sink = self
             else:
-                parser = self.config._require_loaded().parser_class(self)
+                parser = self._parser_class(self)
             self.parser = parser
         try:
             parser.feed(data)
@@ -297,24 +299,23 @@ class HTTPProtocol(WriteFlowControl):
         try:
             await app(cycle.scope, cycle.receive, cycle.send)
         except asyncio.CancelledError:
-            self.server_state.tasks.discard(cycle.task)
             # Shutdown gave up on this request; the connection cannot be answered properly.
             if not cycle.response_complete and self.transport is not None:
                 self.transport.close()
             raise
         except BaseException as exc:
-            self.server_state.tasks.discard(cycle.task)
             self._app_failed(cycle, exc)
             if not isinstance(exc, Exception):
                 raise
         else:
-            self.server_state.tasks.discard(cycle.task)
             if not cycle.response_complete and not cycle.disconnected:
                 if not cycle.response_started:
                     logger.error("ASGI app returned without starting a response")
                 else:
                     logger.error("ASGI app returned without completing its response")
                 self._app_failed(cycle, None)
+        finally:
+            self.server_state.tasks.discard(cycle.task)
 
     def _app_failed(self, cycle: ASGICycle, exc: BaseException | None) -> None:
         if cycle.disconnected or isinstance(exc, ClientDisconnected):
@@ -355,9 +356,7 @@ class HTTPProtocol(WriteFlowControl):
             self._start(self.pipeline.pop(0))
         else:
             self.current = None
-            self._idle_since = self.loop.time()
-            if self._idle_timer is None:
-                self._set_idle()
+            self._set_idle()
             # An idle keep-alive connection needs no parser until its next request: give this
             # one to the server for whichever connection reads a request next. With a parser
             # each (~1 KiB with httptools), idle connections would cost twice the memory.
