@@ -108,3 +108,12 @@ async def exchange(port: int, data: bytes, timeout: float = 2.0) -> tuple[bytes,
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+async def tasks_gone(server: Server, timeout: float = 3.0) -> None:
+    """Wait until no request task is left; fail naming them after ``timeout`` (a hang bound)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while server.server_state.tasks:
+        assert loop.time() < deadline, f"tasks left: {server.server_state.tasks}"
+        await asyncio.sleep(0.01)

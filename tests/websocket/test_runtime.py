@@ -247,3 +247,37 @@ def test_shutdown_cancels_a_handler_that_ignores_it(http: str) -> None:
 
     run(main())
     assert cancelled == [True]
+
+
+def test_shutdown_answers_a_waiting_receive_without_the_clients_close(http: str) -> None:
+    # A client that never answers our close frame: the handler waiting in receive() still
+    # hears websocket.disconnect 1012 at once, so the drain does not wait on that client.
+    heard: list[dict[str, Any]] = []
+    answered = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        heard.append(await receive())
+        answered.set()
+
+    async def main() -> None:
+        config = Config(app=app, port=0, http=http, log_config=None, lifespan="off")
+        config.load()
+        server = Server(config)
+        await server.startup()
+        port = server.servers[0].sockets[0].getsockname()[1]
+        client = await RawClient.connect(port)
+        await client.handshake()
+        server.should_exit = True
+        shutdown = asyncio.ensure_future(server.shutdown())
+        try:
+            await asyncio.wait_for(answered.wait(), 3)
+            assert heard == [{"type": "websocket.disconnect", "code": 1012, "reason": ""}]
+            assert await client.recv_frame() == (True, CLOSE, b"\x03\xf4")
+        finally:
+            client.close()
+            await asyncio.wait_for(shutdown, 5)
+        assert server.server_state.tasks == set()
+
+    run(main())

@@ -71,6 +71,10 @@ class ASGICycle(RequestCycle):
         protocol = self.protocol
         if state is _DONE:
             protocol.write(data, flush=True)
+            if self.waiter is not None:
+                # Another coroutine of the app waits in receive() (Litestar's and Starlette's
+                # disconnect listeners): the response is complete, so it gets http.disconnect.
+                self.wake()
             protocol.response_complete(self)
         elif data:
             protocol.write(data, flush=False)

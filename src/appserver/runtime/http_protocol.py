@@ -139,10 +139,7 @@ class HTTPProtocol(WriteFlowControl):
         self.server_state.connections.discard(self)
         self.transport = None
         self.closing = True
-        for cycle in (self.current, self.parsing, *(self.pipeline or ())):
-            if cycle is not None:
-                cycle.disconnect()
-                cycle.wake()
+        self._end_cycles()
         self.pipeline = None
         if self._idle_timer is not None:
             self._keep_alive.cancel(self._idle_timer)
@@ -165,9 +162,20 @@ class HTTPProtocol(WriteFlowControl):
             self._reject(exc)
 
     def eof_received(self) -> bool | None:
-        # Half-close: let the current response finish; the transport closes after it.
-        if self.current is None:
+        # Half-close: let the current response finish; the transport closes after it. A request
+        # whose body was still arriving can never complete: if it is the one being answered,
+        # close now (connection_lost answers its receive() with http.disconnect); if it waits in
+        # the pipeline, it is dropped and the connection closes after the current response.
+        current = self.current
+        parsing = self.parsing
+        if current is None or parsing is current:
             return None
+        self.closing = True
+        if parsing is not None:
+            self.parsing = None
+            parsing.disconnect()
+            if self.pipeline and parsing in self.pipeline:
+                self.pipeline.remove(parsing)
         return True
 
     # --- the one flush point -------------------------------------------------------------------
@@ -300,8 +308,8 @@ class HTTPProtocol(WriteFlowControl):
             await app(cycle.scope, cycle.receive, cycle.send)
         except asyncio.CancelledError:
             # Shutdown gave up on this request; the connection cannot be answered properly.
-            if not cycle.response_complete and self.transport is not None:
-                self.transport.close()
+            if not cycle.response_complete:
+                self._close_transport()
             raise
         except BaseException as exc:
             self._app_failed(cycle, exc)
@@ -326,12 +334,13 @@ class HTTPProtocol(WriteFlowControl):
         data = cycle.fail()
         if data is not None:
             self.write(data, flush=True)
+            cycle.wake()  # the request is over for a receive() still waiting (a 500 is DONE)
             self.response_complete(cycle)
-        elif not complete and self.transport is not None:
+        elif not complete:
             # Cut short mid-response: send what the app did send, then close, the only way to
             # tell the client the response is incomplete.
             self.flush()
-            self.transport.close()
+            self._close_transport()
         # An error after a complete response (a background task, Starlette re-raising after
         # its 500) leaves the connection as good as it was: keep it for the next request.
 
@@ -346,7 +355,7 @@ class HTTPProtocol(WriteFlowControl):
         if transport is None:
             return
         if not cycle.keep_alive or self.closing:
-            transport.close()
+            self._close_transport()
             return
         if self._bad_request is not None and not self.pipeline:
             self.current = None  # else _reject() would defer the 400 again, forever
@@ -400,8 +409,7 @@ class HTTPProtocol(WriteFlowControl):
                 self.pipeline.remove(parsing)
             elif parsing.response_started:
                 self.closing = True
-                if self.transport is not None:
-                    self.transport.close()
+                self._close_transport()
                 return
             else:
                 self.current = None
@@ -416,8 +424,8 @@ class HTTPProtocol(WriteFlowControl):
                     400, b"Invalid HTTP request received.", self.server_state.defaults.encoded
                 )
             )
-            self.transport.close()
         self.closing = True
+        self._close_transport()
 
     # --- flow control --------------------------------------------------------------------------
     def pause_reading(self) -> None:
@@ -456,7 +464,7 @@ class HTTPProtocol(WriteFlowControl):
             return  # busy; _set_idle re-arms when the response is done
         deadline = self._idle_since + self.config.timeout_keep_alive
         if self.loop.time() >= deadline:
-            self.transport.close()
+            self._close_transport()
         else:
             self._idle_timer = self._keep_alive.call_at(deadline, self)
 
@@ -468,14 +476,33 @@ class HTTPProtocol(WriteFlowControl):
             return
         current = self.current
         if current is None or current.response_complete:
-            self.transport.close()
+            self._close_transport()
         elif not current.response_started:
             current.keep_alive = False  # so its head says connection: close
 
     def close(self) -> None:
         """Forced stop."""
+        self._close_transport()
+
+    # --- ends ----------------------------------------------------------------------------------
+    def _close_transport(self) -> None:
+        """Close the connection, first answering every ``receive()`` still waiting on it.
+
+        ``transport.close()`` reports ``connection_lost`` only once the write buffer has drained,
+        which a client that does not read may put off forever; an app waiting in ``receive()``
+        must not wait with it (a graceful drain would wait for that app in turn).
+        """
+        self._end_cycles()
         if self.transport is not None:
             self.transport.close()
+
+    def _end_cycles(self) -> None:
+        """Every request on this connection is over: a waiting ``receive()`` gets
+        ``http.disconnect`` (ASGI HTTP: after the response, or once the connection closed)."""
+        for cycle in (self.current, self.parsing, *(self.pipeline or ())):
+            if cycle is not None:
+                cycle.disconnect()
+                cycle.wake()
 
 
 def _address(value: Any) -> tuple[str, int] | None:

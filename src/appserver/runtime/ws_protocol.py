@@ -293,6 +293,7 @@ class WebSocketProtocol(WriteFlowControl):
         if self.session is not None:
             self.session.shutdown()
             self.flush()
+            self._wake()  # a receive() waiting gets websocket.disconnect 1012
 
     def close(self) -> None:
         """Forced stop."""

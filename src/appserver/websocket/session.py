@@ -556,7 +556,10 @@ class WebSocketSession:
             self._shutdown_pending = True
         elif self.protocol.state is State.OPEN and self.state is _OPEN:
             self.protocol.send_close(CloseCode.SERVICE_RESTART)
-            # The app sees websocket.disconnect 1012 when the client echoes the close.
+            # The app hears of it now, not when (or if) the client echoes the close: a drain
+            # must not wait on a client for a handler that waits in receive(). Messages that
+            # already arrived still come first.
+            self._queue_disconnect()
 
     # --- keepalive -------------------------------------------------------------------------------
     def ping(self) -> bytes | None:
