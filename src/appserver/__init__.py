@@ -1,20 +1,50 @@
-"""appserver: a fast, hardened ASGI server configured declaratively."""
+"""appserver: a fast, hardened ASGI server configured declaratively.
 
-from __future__ import annotations
+The package exposes its API lazily (PEP 562): ``import appserver.config`` or
+``import appserver.http`` loads neither the server nor asyncio; ``appserver.Server`` imports
+the server on first use.
+"""
 
-from typing import Any
+# No `from __future__ import annotations` and no plain imports: every module-level name here is
+# part of the API, so `dir(appserver)` and tab completion show only the API.
+import importlib.metadata as _metadata
+import typing as _typing
 
-from appserver.config.model import Config
-from appserver.server import Server
+if _typing.TYPE_CHECKING:
+    from appserver.config.model import Config
+    from appserver.server import Server
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("appserver")  # defined once: pyproject.toml
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+unknown"
+
 __all__ = ["Config", "Server", "__version__", "run"]
 
 
-def run(app: Any, **kwargs: Any) -> None:
+def __getattr__(name: str) -> _typing.Any:
+    if name == "Config":
+        from appserver.config.model import Config
+
+        return Config
+    if name == "Server":
+        from appserver.server import Server
+
+        return Server
+    raise AttributeError(f"module 'appserver' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def run(app: _typing.Any, **kwargs: _typing.Any) -> None:
     """Serve ``app`` until stopped (blocking), like ``uvicorn.run``.
 
     Keywords are :class:`Config`'s. Ends normally after a signal-initiated graceful drain;
     raises SystemExit(1) when the server cannot start.
     """
+    from appserver.config.model import Config
+    from appserver.server import Server
+
     Server(Config(app=app, **kwargs)).run()

@@ -1,13 +1,14 @@
-"""appserver's own exceptions: what went wrong, said so a person can act on it."""
+"""appserver's own exceptions: what went wrong, said so a person can act on it.
+
+A leaf: this module imports nothing of appserver's, nor pydantic (the translation of pydantic's
+errors into :class:`SettingError` lives in :mod:`appserver.config.problems`).
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from pydantic import BaseModel, ValidationError
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -78,38 +79,6 @@ class ConfigError(AppServerError, ValueError):
         super().__init__(
             lines[0] if len(lines) == 1 else "\n".join(["invalid configuration:", *lines])
         )
-
-    @classmethod
-    def from_validation_error(cls, exc: ValidationError, model: type[BaseModel]) -> ConfigError:
-        from appserver.config.describe import expected_for
-
-        errors: list[SettingError] = []
-        seen: set[tuple[str | int, ...]] = set()
-        for item in exc.errors():
-            loc = tuple(item["loc"])
-            value = item.get("input", _MISSING)
-            if isinstance(value, dict) and not loc:
-                value = _MISSING
-            if len(loc) > 1 and _is_union_branch(model, loc):
-                # pydantic reports each member of a union ("log_config.str", "log_config.dict");
-                # a person wants one line saying what the setting accepts.
-                loc = loc[:1]
-                item = {**item, "type": "union"}
-            if loc in seen:
-                continue
-            seen.add(loc)
-            errors.append(SettingError(loc, value, expected_for(model, loc, item)))
-        return cls(errors)
-
-
-def _is_union_branch(model: type[BaseModel], loc: tuple[Any, ...]) -> bool:
-    import types
-    import typing
-
-    info = model.model_fields.get(str(loc[0]))
-    if info is None or not isinstance(loc[1], str):
-        return False
-    return typing.get_origin(info.annotation) in (typing.Union, types.UnionType)
 
 
 class AppLoadError(AppServerError):

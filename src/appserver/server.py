@@ -23,12 +23,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from appserver.errors import AppLoadError, StartupError
-from appserver.http.cycle import DefaultHeaders
-from appserver.http.parser import RequestParser
-from appserver.runtime.keepalive import KeepAliveTimers
 from appserver.runtime.logs import configure_logging, logger
 from appserver.runtime.loops import loop_factory
 from appserver.runtime.sockets import Listener, open_listeners
+from appserver.runtime.state import ServerState
 
 if TYPE_CHECKING:
     from appserver.config.model import Config
@@ -39,28 +37,7 @@ if sys.platform == "win32":  # pragma: no cover
 
 TICK = 0.1  # seconds between on_tick calls
 
-
-class ServerState:
-    """State shared by every connection of one server."""
-
-    def __init__(self) -> None:
-        self.total_requests = 0
-        self.connections: set[Any] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        # Kept encoded for the hot path; assign default_headers to replace them.
-        self.defaults = DefaultHeaders()
-        # The connections' keep-alive timeouts, created by the first connection (it has the loop).
-        self.keep_alive: KeepAliveTimers | None = None
-        # Request parsers no connection holds: as many as were ever in use at once, at most.
-        self.idle_parsers: list[RequestParser] = []
-
-    @property
-    def default_headers(self) -> list[tuple[bytes, bytes]]:
-        return self.defaults.pairs
-
-    @default_headers.setter
-    def default_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
-        self.defaults.update(headers)
+__all__ = ["HANDLED_SIGNALS", "Server", "ServerState"]
 
 
 class Server:

@@ -30,8 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from appserver.config.problems import config_error
 from appserver.config.units import parse_duration, parse_size
-from appserver.errors import ConfigError
 
 if TYPE_CHECKING:
     from appserver.runtime.loader import Loaded
@@ -302,13 +302,13 @@ class Config(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigError.from_validation_error(exc, type(self)) from None
+            raise config_error(exc, type(self)) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         try:
             super().__setattr__(name, value)
         except ValidationError as exc:
-            raise ConfigError.from_validation_error(exc, type(self)) from None
+            raise config_error(exc, type(self)) from None
 
     # --- validators --------------------------------------------------------------------------------
     @field_validator("app")

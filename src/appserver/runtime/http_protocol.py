@@ -19,12 +19,11 @@ from appserver.http.response import simple_response
 from appserver.runtime.asgi_cycle import ASGICycle, service_unavailable
 from appserver.runtime.flow import WriteFlowControl
 from appserver.runtime.keepalive import KeepAliveTimers, Timeout
-from appserver.runtime.loader import ws_protocol
 from appserver.runtime.logs import access_logger, logger
 
 if TYPE_CHECKING:
     from appserver.config.model import Config
-    from appserver.server import ServerState
+    from appserver.runtime.state import ServerState
 
 # Buffer this much unread request body before we stop reading from the socket.
 HIGH_WATER = 64 * 1024
@@ -52,6 +51,7 @@ class HTTPProtocol(WriteFlowControl):
         "_out_size",
         "_parser_class",
         "_trusted",
+        "_ws_protocol",
         "app",
         "app_state",
         "closing",
@@ -82,6 +82,7 @@ class HTTPProtocol(WriteFlowControl):
         self._trusted = loaded.trusted_proxies
         self._parser_class = loaded.parser_class
         self.websockets = loaded.websockets  # False: upgrades are served as plain HTTP
+        self._ws_protocol = loaded.ws_protocol
         self.upgrading: ASGICycle | None = None  # a WebSocket handshake awaiting on_switch
         self.server_state = server_state
         self.app_state = app_state if app_state is not None else {}
@@ -272,7 +273,7 @@ class HTTPProtocol(WriteFlowControl):
             cycle.upgrade == b"websocket"
             and self.websockets
             and cycle.scope["method"] == "GET"
-            and ws_protocol() is not None
+            and self._ws_protocol() is not None
         )
 
     def on_switch(self, trailing: bytes) -> None:
@@ -283,7 +284,7 @@ class HTTPProtocol(WriteFlowControl):
         if self._idle_timer is not None:
             self._keep_alive.cancel(self._idle_timer)
             self._idle_timer = None
-        protocol_class = ws_protocol()
+        protocol_class = self._ws_protocol()
         if cycle is None or transport is None or protocol_class is None:
             return
         websocket = protocol_class(self.config, self.server_state, self.loop)

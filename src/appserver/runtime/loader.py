@@ -8,6 +8,7 @@ import importlib.util
 import inspect
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +30,15 @@ class Loaded:
     parser_class: type[Any]
     # Whether WebSocket upgrades are taken; the protocol class comes from ws_protocol().
     websockets: bool
+    # The factory of the WebSocket protocol class (imported at the first upgrade): travels
+    # here so that the HTTP protocol never imports this module (which imports it).
+    ws_protocol: Callable[[], type[Any] | None]
     # Built once here, not per connection; None when proxy headers are off.
     trusted_proxies: TrustedProxies | None = None
 
     @property
     def ws_protocol_class(self) -> type[Any] | None:
-        return ws_protocol() if self.websockets else None
+        return self.ws_protocol() if self.websockets else None
 
 
 def import_from_string(import_str: str) -> Any:
@@ -159,8 +163,8 @@ def ws_protocol() -> type[Any] | None:
 
 
 def load(config: Config) -> Loaded:
-    from appserver.lifespan import LifespanOff, LifespanOn
     from appserver.runtime.http_protocol import HTTPProtocol
+    from appserver.runtime.lifespan import LifespanOff, LifespanOn
 
     app = resolve_app(config)
     parser = resolve_parser(config.http)
@@ -171,6 +175,7 @@ def load(config: Config) -> Loaded:
         http_protocol_class=HTTPProtocol,
         parser_class=parser,
         websockets=resolve_ws(config.ws),
+        ws_protocol=ws_protocol,
         trusted_proxies=TrustedProxies(config.forwarded_allow_ips)
         if config.proxy_headers
         else None,

@@ -29,7 +29,7 @@ from appserver.websocket.session import SessionState, WebSocketSession
 if TYPE_CHECKING:
     from appserver.config.model import Config
     from appserver.http.cycle import RequestCycle
-    from appserver.server import ServerState
+    from appserver.runtime.state import ServerState
 
 # How long the client has to answer our close frame before we drop the TCP connection
 # (websockets' own close_timeout default).

@@ -1,0 +1,33 @@
+"""``ServerState``: what every connection of one server shares (importable from appserver.server)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from appserver.http.cycle import DefaultHeaders
+from appserver.http.parser import RequestParser
+from appserver.runtime.keepalive import KeepAliveTimers
+
+
+class ServerState:
+    """State shared by every connection of one server."""
+
+    def __init__(self) -> None:
+        self.total_requests = 0
+        self.connections: set[Any] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        # Kept encoded for the hot path; assign default_headers to replace them.
+        self.defaults = DefaultHeaders()
+        # The connections' keep-alive timeouts, created by the first connection (it has the loop).
+        self.keep_alive: KeepAliveTimers | None = None
+        # Request parsers no connection holds: as many as were ever in use at once, at most.
+        self.idle_parsers: list[RequestParser] = []
+
+    @property
+    def default_headers(self) -> list[tuple[bytes, bytes]]:
+        return self.defaults.pairs
+
+    @default_headers.setter
+    def default_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.defaults.update(headers)
