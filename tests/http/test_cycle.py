@@ -52,6 +52,22 @@ def test_whole_response_in_one_write() -> None:
     assert cycle.keep_alive
 
 
+def test_whole_body_shortcut_is_a_different_path_to_the_same_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The wire tests run with the shortcut on and off; that only means something if turning
+    # it off really sends the response through _head/_frame (which record the framing).
+    written = {}
+    for shortcut in (True, False):
+        monkeypatch.setattr(RequestCycle, "whole_body_shortcut", shortcut)
+        cycle = make_cycle()
+        cycle.end_request()
+        cycle.on_send(START)
+        written[shortcut] = cycle.on_send(body(b"hi"))
+        assert hasattr(cycle, "_framing") is not shortcut
+    assert written[True] == written[False]
+
+
 def test_streamed_response_is_chunked() -> None:
     cycle = make_cycle()
     cycle.end_request()

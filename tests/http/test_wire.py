@@ -17,7 +17,19 @@ from typing import Any
 
 import pytest
 
+from appserver.http.cycle import RequestCycle
 from tests.conftest import PARSERS, exchange, read_exactly_or_close, read_until_close, run, serve
+
+
+@pytest.fixture(autouse=True, params=["shortcut", "no-shortcut"])
+def whole_body_shortcut(request: pytest.FixtureRequest) -> Any:
+    """Every wire test runs with and without the whole-body shortcut of RequestCycle.on_send:
+    both ways must put the same bytes on the wire."""
+    previous = RequestCycle.whole_body_shortcut
+    RequestCycle.whole_body_shortcut = request.param == "shortcut"
+    yield
+    RequestCycle.whole_body_shortcut = previous
+
 
 BAD_REQUEST = (
     b"HTTP/1.1 400 Bad Request\r\n"

@@ -89,6 +89,11 @@ _LENGTH = Framing.LENGTH
 class RequestCycle:
     """One request and its response. See the module docstring for the calling contract."""
 
+    # False: the common whole-body response is framed by _head and _frame like every other,
+    # not by the one-formatting-operation shortcut in on_send (the wire tests run both ways
+    # and expect the same bytes, as the WebSocket framing shortcut's tests do).
+    whole_body_shortcut = True
+
     __slots__ = (
         "_app_chunked",
         "_app_close",
@@ -267,7 +272,8 @@ class RequestCycle:
             # Whether a body sent whole (one message) gets the plain Content-Length framing
             # _head would choose: decided once here, by the same pure function.
             self._whole_body_plain = (
-                self._content_length is None
+                self.whole_body_shortcut
+                and self._content_length is None
                 and not self._overrides
                 and response_framing(status, self.head_request, None, True, self.http_version)
                 is _LENGTH

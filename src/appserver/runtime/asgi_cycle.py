@@ -1,9 +1,9 @@
 """The awaitable half of a request cycle: the ``receive`` and ``send`` an app is given.
 
 :class:`ASGICycle` extends the sans-IO :class:`~appserver.http.cycle.RequestCycle` with the
-awaiting: waiting for body bytes, writing through the connection's one flush point, waiting for
-a slow client to drain. The connection (:class:`~appserver.runtime.http_protocol.HTTPProtocol`)
-creates one per request.
+awaiting: waiting for body bytes (on the connection's waiter), writing through the connection's
+one write buffer, waiting for a slow client to drain. The connection
+(:class:`~appserver.runtime.http_protocol.HTTPProtocol`) creates one per request.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from appserver.http.cycle import RequestCycle, ResponseState
+from appserver.runtime.connection import cancelled_by_peer
 
 if TYPE_CHECKING:
     from appserver.runtime.http_protocol import HTTPProtocol
@@ -36,15 +37,14 @@ _DONE = ResponseState.DONE
 class ASGICycle(RequestCycle):
     """A request cycle with the awaitable ``receive`` and ``send`` the app is given.
 
-    ``protocol``, ``waiter`` and ``task`` are set by :meth:`HTTPProtocol.on_request` right after
-    construction (cheaper than an ``__init__`` override on the hot path).
+    ``protocol`` is set by :meth:`HTTPProtocol.on_request` right after construction (cheaper
+    than an ``__init__`` override on the hot path), ``task`` by the app runner.
     """
 
-    __slots__ = ("protocol", "task", "waiter")
+    __slots__ = ("protocol", "task")
 
     protocol: HTTPProtocol
-    task: asyncio.Task[None] | None
-    waiter: asyncio.Future[None] | None
+    task: asyncio.Task[None]  # set by the connection's app runner
 
     async def receive(self) -> dict[str, Any]:
         message = self.next_event()
@@ -55,11 +55,11 @@ class ASGICycle(RequestCycle):
                 protocol.write(pending, flush=True)
             protocol.maybe_resume_reading()
             while message is None:
-                self.waiter = protocol.loop.create_future()
                 try:
-                    await self.waiter
-                finally:
-                    self.waiter = None
+                    await protocol.wait()
+                except asyncio.CancelledError:
+                    if not cancelled_by_peer():
+                        raise
                 message = self.next_event()
         if protocol.read_paused:
             protocol.maybe_resume_reading()
@@ -71,10 +71,10 @@ class ASGICycle(RequestCycle):
         protocol = self.protocol
         if state is _DONE:
             protocol.write(data, flush=True)
-            if self.waiter is not None:
+            if protocol.waiter is not None:
                 # Another coroutine of the app waits in receive() (Litestar's and Starlette's
                 # disconnect listeners): the response is complete, so it gets http.disconnect.
-                self.wake()
+                protocol.wake()
             protocol.response_complete(self)
         elif data:
             protocol.write(data, flush=False)
@@ -84,8 +84,3 @@ class ASGICycle(RequestCycle):
             # The head waits for the first body message so both go out in one write; if the
             # app pauses in between, the end-of-iteration flush sends the head alone.
             protocol.schedule_flush()
-
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)

@@ -1,9 +1,16 @@
-"""The asyncio side of HTTP/1.1: one protocol for both parsers.
+"""The asyncio side of HTTP/1.1: one protocol for both parsers, on the shared connection core.
 
 Bytes go to the parser adapter; the adapter calls ``on_request`` / ``on_body`` /
 ``on_request_end`` here; each request becomes an :class:`ASGICycle` (the sans-IO cycle plus the
 awaitable ``receive``/``send`` handed to the app). Requests on one connection are answered in
 order: a pipelined request waits, with reading paused, until the one before it is answered.
+
+The write buffer, flow control, waiter, app runner, concurrency gate and the connection's
+:class:`~appserver.runtime.connection.Phase` live in :mod:`appserver.runtime.connection`.
+Phases here: NEW until the first byte, HEAD while a request head is arriving, ACTIVE while a
+request is answered (pipelined ones follow without leaving it), IDLE between requests on a
+keep-alive connection, CLOSING once no new request will be served, UPGRADED after a WebSocket
+handshake handed the transport over, CLOSED when the transport is gone.
 """
 
 from __future__ import annotations
@@ -17,7 +24,16 @@ from appserver.http.cycle import ConnectionInfo, ResponseState
 from appserver.http.parser import UNATTACHED, BadRequest, RequestParser
 from appserver.http.response import simple_response
 from appserver.runtime.asgi_cycle import ASGICycle, service_unavailable
-from appserver.runtime.flow import WriteFlowControl
+from appserver.runtime.connection import (
+    ACTIVE,
+    CLOSED,
+    CLOSING,
+    HEAD,
+    IDLE,
+    NEW,
+    UPGRADED,
+    Connection,
+)
 from appserver.runtime.keepalive import KeepAliveTimers, Timeout
 from appserver.runtime.logs import access_logger, logger
 
@@ -28,6 +44,7 @@ if TYPE_CHECKING:
 # Buffer this much unread request body before we stop reading from the socket.
 HIGH_WATER = 64 * 1024
 _STARTED = ResponseState.STARTED
+_DONE = ResponseState.DONE
 
 
 # Parsers the server keeps for whichever connection reads a request next (see
@@ -35,36 +52,26 @@ _STARTED = ResponseState.STARTED
 MAX_IDLE_PARSERS = 256
 
 
-class HTTPProtocol(WriteFlowControl):
+class HTTPProtocol(Connection):
     """One client connection speaking HTTP/1.1."""
 
-    # Slots: a thousand idle keep-alive connections should cost little memory.
     __slots__ = (
         "_access_log",
         "_bad_request",
-        "_flush_scheduled",
         "_idle_since",
         "_idle_timer",
         "_keep_alive",
-        "_limit",
-        "_out",
-        "_out_size",
         "_parser_class",
         "_trusted",
         "_ws_protocol",
         "app",
         "app_state",
-        "closing",
         "config",
         "current",
         "info",
-        "loop",
         "parser",
         "parsing",
         "pipeline",
-        "read_paused",
-        "server_state",
-        "transport",
         "upgrading",
         "websockets",
     )
@@ -76,6 +83,8 @@ class HTTPProtocol(WriteFlowControl):
         app_state: dict[str, Any] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        loop = loop or asyncio.get_running_loop()
+        self.init_connection(server_state, loop, config.limit_concurrency)
         self.config = config
         loaded = config._require_loaded()
         self.app = loaded.app
@@ -84,10 +93,7 @@ class HTTPProtocol(WriteFlowControl):
         self.websockets = loaded.websockets  # False: upgrades are served as plain HTTP
         self._ws_protocol = loaded.ws_protocol
         self.upgrading: ASGICycle | None = None  # a WebSocket handshake awaiting on_switch
-        self.server_state = server_state
         self.app_state = app_state if app_state is not None else {}
-        self.loop = loop or asyncio.get_running_loop()
-        self.transport: asyncio.Transport | None = None
         self.info: ConnectionInfo | None = None
         # Taken from the server's idle parsers when a request arrives, given back when the
         # connection goes idle (see response_complete).
@@ -96,27 +102,19 @@ class HTTPProtocol(WriteFlowControl):
         self.parsing: ASGICycle | None = None  # the request whose bytes are arriving
         # Pipelined requests are rare and few: no list until the first one.
         self.pipeline: list[ASGICycle] | None = None
-        self.read_paused = False
-        self.init_write_flow()
-        # Written by the app this loop iteration, not yet sent; a list only while there is some.
-        self._out: list[bytes] | None = None
-        self._out_size = 0
-        self._flush_scheduled = False
-        self.closing = False
         self._bad_request: BadRequest | None = None
         self._idle_since = 0.0
         self._idle_timer: Timeout | None = None
         keep_alive = server_state.keep_alive
-        if keep_alive is None or keep_alive.loop is not self.loop:
-            keep_alive = server_state.keep_alive = KeepAliveTimers(self.loop)
+        if keep_alive is None or keep_alive.loop is not loop:
+            keep_alive = server_state.keep_alive = KeepAliveTimers(loop)
         self._keep_alive = keep_alive
         self._access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
-        self._limit = config.limit_concurrency
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only look-alikes.
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport
         self.server_state.connections.add(self)
         config = self.config
         client = _address(transport.get_extra_info("peername"))
@@ -137,15 +135,11 @@ class HTTPProtocol(WriteFlowControl):
         self._set_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server_state.connections.discard(self)
-        self.transport = None
-        self.closing = True
-        self._end_cycles()
+        Connection.connection_lost(self, exc)
         self.pipeline = None
         if self._idle_timer is not None:
             self._keep_alive.cancel(self._idle_timer)
             self._idle_timer = None
-        self.release_drain()
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
@@ -161,6 +155,10 @@ class HTTPProtocol(WriteFlowControl):
             parser.feed(data)
         except BadRequest as exc:
             self._reject(exc)
+            return
+        phase = self.phase
+        if (phase is IDLE or phase is NEW) and not parser.idle:
+            self.set_phase(HEAD)  # a head begun, not complete: on_request makes it ACTIVE
 
     def eof_received(self) -> bool | None:
         # Half-close: let the current response finish; the transport closes after it. A request
@@ -171,7 +169,7 @@ class HTTPProtocol(WriteFlowControl):
         parsing = self.parsing
         if current is None or parsing is current:
             return None
-        self.closing = True
+        self._stop_serving()
         if parsing is not None:
             self.parsing = None
             parsing.disconnect()
@@ -180,49 +178,19 @@ class HTTPProtocol(WriteFlowControl):
         return True
 
     # --- the one flush point -------------------------------------------------------------------
-    def write(self, data: bytes, flush: bool) -> None:
-        """Send ``data``, coalescing what the app sends within one loop iteration.
-
-        A streamed response's chunks usually arrive back to back; buffering them until the end
-        of the iteration turns ten ``send()`` calls into one system call. ``flush=True`` (the
-        end of a response) sends everything now, so a whole response is one write.
-        """
-        out = self._out
-        if out:
-            out.append(data)
-            self._out_size += len(data)
-            if flush or self._out_size >= HIGH_WATER:
-                self.flush()
-        elif flush:
-            if data and self.transport is not None:
-                self.transport.write(data)
-        elif data:
-            self._out = [data]
-            self._out_size = len(data)
-            self.schedule_flush()
-
-    def schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self.flush)
-
     def flush(self) -> None:
-        """Write what is buffered, and a response head still held back, in one write."""
-        self._flush_scheduled = False
-        out = self._out
+        """Write what is buffered, after a response head still held back, in one write."""
         current = self.current
         if current is not None and current.response_state is _STARTED and not current.disconnected:
             head = current.start_streaming()
-            if out:
-                out.insert(0, head)
+            if self._out:
+                self._out.append(head)
             else:
-                out = [head]
-        if out:
-            data = b"".join(out) if len(out) > 1 else out[0]
-            self._out = None
-            self._out_size = 0
-            if self.transport is not None:
-                self.transport.write(data)
+                self._out = [head]
+        if self._out:
+            Connection.flush(self)
+        else:
+            self._flush_scheduled = False  # the common case: the response went out whole
 
     # --- parser sink ---------------------------------------------------------------------------
     def on_request(
@@ -233,10 +201,13 @@ class HTTPProtocol(WriteFlowControl):
         except ProtocolError as exc:
             raise BadRequest(str(exc)) from None
         cycle.protocol = self
-        cycle.waiter = None
-        cycle.task = None
         self.parsing = cycle
-        if self.current is None and not self.closing:
+        phase = self.phase
+        if self.current is None and phase is not CLOSING and phase is not CLOSED:
+            # NEW, IDLE or HEAD here, and each may become ACTIVE
+            # (TRANSITIONS). Assigned, not set_phase()d: this runs on every request, and the
+            # check costs more than the rest of this method (tests check the transitions).
+            self.phase = ACTIVE
             if self._takes_websocket(cycle):
                 self.upgrading = cycle  # no HTTP app call: on_switch hands it over
             else:
@@ -255,14 +226,14 @@ class HTTPProtocol(WriteFlowControl):
             cycle.feed_body(data)
             if cycle.buffered > HIGH_WATER:
                 self.pause_reading()
-            cycle.wake()
+            self.wake()
 
     def on_request_end(self) -> bool:
         cycle = self.parsing
         if cycle is not None:
             cycle.end_request()
-            if cycle.waiter is not None:
-                cycle.wake()
+            if self.waiter is not None:
+                self.wake()
             self.parsing = None
         return cycle is not None and cycle is self.upgrading
 
@@ -281,6 +252,7 @@ class HTTPProtocol(WriteFlowControl):
         cycle, self.upgrading = self.upgrading, None
         transport, self.transport = self.transport, None
         self.server_state.connections.discard(self)
+        self.set_phase(UPGRADED)
         if self._idle_timer is not None:
             self._keep_alive.cancel(self._idle_timer)
             self._idle_timer = None
@@ -293,55 +265,39 @@ class HTTPProtocol(WriteFlowControl):
     # --- running the app -----------------------------------------------------------------------
     def _start(self, cycle: ASGICycle) -> None:
         self.current = cycle
-        app = self.app
-        limit = self._limit
-        state = self.server_state
-        if limit is not None and (len(state.connections) > limit or len(state.tasks) >= limit):
-            app = service_unavailable
-        # The task leaves state.tasks itself (in _run) rather than through a done callback:
-        # one scheduled callback fewer per request.
-        task = self.loop.create_task(self._run(app, cycle))
-        cycle.task = task
-        state.tasks.add(task)
+        app = service_unavailable if self._limit is not None and self.over_limit() else self.app
+        self.run_app(app, cycle.scope, cycle.receive, cycle.send, cycle)
 
-    async def _run(self, app: Any, cycle: ASGICycle) -> None:
-        try:
-            await app(cycle.scope, cycle.receive, cycle.send)
-        except asyncio.CancelledError:
-            # Shutdown gave up on this request; the connection cannot be answered properly.
-            if not cycle.response_complete:
-                self._close_transport()
-            raise
-        except BaseException as exc:
-            self._app_failed(cycle, exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            if not cycle.response_complete and not cycle.disconnected:
-                if not cycle.response_started:
-                    logger.error("ASGI app returned without starting a response")
-                else:
-                    logger.error("ASGI app returned without completing its response")
-                self._app_failed(cycle, None)
-        finally:
-            self.server_state.tasks.discard(cycle.task)
+    def app_returned(self, cycle: ASGICycle) -> None:
+        if cycle.response_state is not _DONE and not cycle.disconnected:
+            if not cycle.response_started:
+                logger.error("ASGI app returned without starting a response")
+            else:
+                logger.error("ASGI app returned without completing its response")
+            self._answer_failure(cycle)
 
-    def _app_failed(self, cycle: ASGICycle, exc: BaseException | None) -> None:
+    def app_failed(self, cycle: ASGICycle, exc: BaseException) -> None:
         if cycle.disconnected or isinstance(exc, ClientDisconnected):
             return  # the client left: nothing to answer, nothing to report
-        if exc is not None:
-            logger.error("Exception in ASGI application", exc_info=exc)
+        logger.error("Exception in ASGI application", exc_info=exc)
+        self._answer_failure(cycle)
+
+    def app_cancelled(self, cycle: ASGICycle) -> None:
+        # Shutdown gave up on this request: the connection cannot be answered properly.
+        if not cycle.response_complete:
+            self.close_transport()
+
+    def _answer_failure(self, cycle: ASGICycle) -> None:
         complete = cycle.response_complete
         data = cycle.fail()
         if data is not None:
             self.write(data, flush=True)
-            cycle.wake()  # the request is over for a receive() still waiting (a 500 is DONE)
+            self.wake()  # the request is over for a receive() still waiting (a 500 is DONE)
             self.response_complete(cycle)
         elif not complete:
             # Cut short mid-response: send what the app did send, then close, the only way to
             # tell the client the response is incomplete.
-            self.flush()
-            self._close_transport()
+            self.close_transport()
         # An error after a complete response (a background task, Starlette re-raising after
         # its 500) leaves the connection as good as it was: keep it for the next request.
 
@@ -350,13 +306,10 @@ class HTTPProtocol(WriteFlowControl):
         self.server_state.total_requests += 1
         if self._access_log:
             self._log_access(cycle)
-        if cycle is not self.current:
+        if cycle is not self.current or self.transport is None:
             return
-        transport = self.transport
-        if transport is None:
-            return
-        if not cycle.keep_alive or self.closing:
-            self._close_transport()
+        if not cycle.keep_alive or self.phase is CLOSING:
+            self.close_transport()
             return
         if self._bad_request is not None and not self.pipeline:
             self.current = None  # else _reject() would defer the 400 again, forever
@@ -366,11 +319,17 @@ class HTTPProtocol(WriteFlowControl):
             self._start(self.pipeline.pop(0))
         else:
             self.current = None
+            parser = self.parser
+            # ACTIVE (a response just completed) may become HEAD or IDLE: assigned for speed,
+            # as in on_request.
+            if parser is not None and not parser.idle:
+                self.phase = HEAD  # the next request's head has begun to arrive
+            else:
+                self.phase = IDLE
             self._set_idle()
             # An idle keep-alive connection needs no parser until its next request: give this
             # one to the server for whichever connection reads a request next. With a parser
             # each (~1 KiB with httptools), idle connections would cost twice the memory.
-            parser = self.parser
             if parser is not None and parser.idle:
                 parser.sink = UNATTACHED
                 self.parser = None
@@ -405,12 +364,11 @@ class HTTPProtocol(WriteFlowControl):
             # started, the connection closes.
             self.parsing = None
             parsing.disconnect()
-            parsing.wake()
+            self.wake()
             if parsing is not self.current and self.pipeline:
                 self.pipeline.remove(parsing)
             elif parsing.response_started:
-                self.closing = True
-                self._close_transport()
+                self.close_transport()
                 return
             else:
                 self.current = None
@@ -419,21 +377,15 @@ class HTTPProtocol(WriteFlowControl):
             self.pause_reading()
             return
         logger.debug("Invalid HTTP request: %s", exc)
-        if self.transport is not None:
-            self.transport.write(
-                simple_response(
-                    400, b"Invalid HTTP request received.", self.server_state.defaults.encoded
-                )
-            )
-        self.closing = True
-        self._close_transport()
+        self.write(
+            simple_response(
+                400, b"Invalid HTTP request received.", self.server_state.defaults.encoded
+            ),
+            flush=True,
+        )
+        self.close_transport()
 
     # --- flow control --------------------------------------------------------------------------
-    def pause_reading(self) -> None:
-        if not self.read_paused and self.transport is not None:
-            self.read_paused = True
-            self.transport.pause_reading()
-
     def maybe_resume_reading(self) -> None:
         if not self.read_paused or self.transport is None or self.pipeline:
             return
@@ -442,8 +394,7 @@ class HTTPProtocol(WriteFlowControl):
         parsing = self.parsing
         if parsing is not None and parsing.buffered > HIGH_WATER:
             return
-        self.read_paused = False
-        self.transport.resume_reading()
+        self.resume_reading()
 
     # --- keep-alive ----------------------------------------------------------------------------
     def _set_idle(self) -> None:
@@ -461,49 +412,43 @@ class HTTPProtocol(WriteFlowControl):
         self._idle_timer = None
         if self.transport is None:
             return
-        if self.current is not None:
+        if self.phase is ACTIVE or self.phase is CLOSING:
             return  # busy; _set_idle re-arms when the response is done
         deadline = self._idle_since + self.config.timeout_keep_alive
         if self.loop.time() >= deadline:
-            self._close_transport()
+            self.close_transport()
         else:
             self._idle_timer = self._keep_alive.call_at(deadline, self)
 
     # --- shutdown ------------------------------------------------------------------------------
+    def _stop_serving(self) -> None:
+        """No new request on this connection; the current one may finish."""
+        if not self.closing:
+            self.set_phase(CLOSING)
+
     def shutdown(self) -> None:
         """Graceful stop: close now if idle, else once the current response is complete."""
-        self.closing = True
         if self.transport is None:
             return
         current = self.current
+        self._stop_serving()
         if current is None or current.response_complete:
-            self._close_transport()
+            self.close_transport()
         elif not current.response_started:
             current.keep_alive = False  # so its head says connection: close
 
     def close(self) -> None:
         """Forced stop."""
-        self._close_transport()
+        self.close_transport()
 
     # --- ends ----------------------------------------------------------------------------------
-    def _close_transport(self) -> None:
-        """Close the connection, first answering every ``receive()`` still waiting on it.
-
-        ``transport.close()`` reports ``connection_lost`` only once the write buffer has drained,
-        which a client that does not read may put off forever; an app waiting in ``receive()``
-        must not wait with it (a graceful drain would wait for that app in turn).
-        """
-        self._end_cycles()
-        if self.transport is not None:
-            self.transport.close()
-
-    def _end_cycles(self) -> None:
+    def end_exchanges(self) -> None:
         """Every request on this connection is over: a waiting ``receive()`` gets
         ``http.disconnect`` (ASGI HTTP: after the response, or once the connection closed)."""
         for cycle in (self.current, self.parsing, *(self.pipeline or ())):
             if cycle is not None:
                 cycle.disconnect()
-                cycle.wake()
+        self.wake()
 
 
 def _address(value: Any) -> tuple[str, int] | None:

@@ -6,9 +6,10 @@ becomes the transport's protocol (``transport.set_protocol``) and the member of
 ``ServerState.connections``. Protocol logic lives in :mod:`appserver.websocket.session`
 (sans-IO); this module only moves bytes, runs the app, and keeps the timers:
 
-* every write goes through :meth:`flush`, the one place that calls ``transport.write``;
+* what the session has for the network goes through :meth:`send_pending` into the connection's
+  one write buffer (:mod:`appserver.runtime.connection`, shared with HTTP);
 * while received messages still wait for the app, its replies are held back and written
-  together (one write for the batch, not one per message); see :meth:`flush`;
+  together (one write for the batch, not one per message); see :meth:`send_pending`;
 * reading pauses while ``ws_max_queue`` received messages wait for the app;
 * ``send()`` waits for the transport to drain when the client reads slowly;
 * a keepalive ping every ``ws_ping_interval``, failing with 1011 after ``ws_ping_timeout``;
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from appserver.errors import ClientDisconnected
 from appserver.http.response import simple_response
-from appserver.runtime.flow import WriteFlowControl
+from appserver.runtime.connection import ACTIVE, CLOSING, Connection, cancelled_by_peer
 from appserver.runtime.logs import logger
 from appserver.websocket.session import SessionState, WebSocketSession
 
@@ -31,17 +32,14 @@ if TYPE_CHECKING:
     from appserver.http.cycle import RequestCycle
     from appserver.runtime.state import ServerState
 
+_OPEN = SessionState.OPEN
+
 # How long the client has to answer our close frame before we drop the TCP connection
 # (websockets' own close_timeout default).
 CLOSE_TIMEOUT = 10.0
 
-# Once replies held back for one write reach this many bytes they go out at once (with the
-# reply that crossed it), so an app sending big messages in a loop still meets the transport's
-# flow control.
-COALESCE_LIMIT = 64 * 1024
 
-
-class WebSocketProtocol(WriteFlowControl):
+class WebSocketProtocol(Connection):
     """One upgraded client connection. Built by the HTTP protocol; see the module docstring."""
 
     def __init__(
@@ -50,21 +48,14 @@ class WebSocketProtocol(WriteFlowControl):
         server_state: ServerState,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
+        self.init_connection(server_state, loop, config.limit_concurrency, phase=ACTIVE)
         self.config = config
         self.app = config.loaded_app
-        self.server_state = server_state
-        self.loop = loop
-        self.transport: asyncio.Transport | None = None
         self.session: WebSocketSession | None = None
         self.max_queue = config.ws_max_queue
-        self.read_paused = False
-        self.init_write_flow()
-        self._waiter: asyncio.Future[None] | None = None
-        self._held: list[bytes] = []  # replies held back by flush(hold=True)
-        self._held_size = 0
-        self._held_flush: asyncio.Handle | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None  # the app's, set by the app runner
 
     def take_over(
         self,
@@ -84,18 +75,14 @@ class WebSocketProtocol(WriteFlowControl):
         session = self.session = WebSocketSession(
             cycle, max_size=config.ws_max_size, per_message_deflate=config.ws_per_message_deflate
         )
-        limit = config.limit_concurrency
-        state = self.server_state
-        if limit is not None and (len(state.connections) > limit or len(state.tasks) >= limit):
+        if self.over_limit():
             session.end_with(simple_response(503, b"Service Unavailable", cycle.defaults.encoded))
-            self.flush()
+            self.send_pending()
             return
         if not session.handshake():
-            self.flush()
+            self.send_pending()
             return
-        task = self.loop.create_task(self._run(session))
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
+        self.run_app(self.app, session.scope, self.receive, self.send, self)
         if trailing:
             self.data_received(trailing)
 
@@ -104,97 +91,64 @@ class WebSocketProtocol(WriteFlowControl):
         session = self.session
         assert session is not None
         session.receive_data(data)
-        self.flush()
-        self._wake()
-        if session.queued >= self.max_queue and not self.read_paused:
+        self.send_pending()
+        self.wake()
+        if session.queued >= self.max_queue:
             # Back-pressure: the app is not keeping up; let TCP push back on the client.
-            self.read_paused = True
-            if self.transport is not None:
-                self.transport.pause_reading()
+            self.pause_reading()
 
     def eof_received(self) -> bool | None:
         session = self.session
         assert session is not None
         session.receive_eof()
-        self.flush()
-        self._wake()
+        self.send_pending()
+        self.wake()
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server_state.connections.discard(self)
-        self.transport = None
         for timer in (self._ping_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
         self._ping_timer = self._close_timer = None
-        self._held.clear()
-        self._held_size = 0
         if self.session is not None:
             self.session.connection_lost()
-        self._wake()
-        self.release_drain()
+        Connection.connection_lost(self, exc)
 
-    # --- the one flush point ---------------------------------------------------------------------
-    def flush(self, hold: bool = False) -> None:
-        """Write whatever the session has for the network; close the transport when it says.
+    # --- output ------------------------------------------------------------------------------------
+    def send_pending(self, hold: bool = False) -> None:
+        """Move what the session has for the network into the write buffer; close when it says.
 
         ``hold``: the app is answering one of several messages that arrived together and will
         answer the rest before it waits again, so keep this reply for one write with the others
         (a write is a syscall, and it dominates the cost of a small message). The last reply of
-        the batch, a later flush, or the end of this loop iteration writes what was held.
+        the batch, the buffer passing its limit, or the end of this loop iteration writes it.
         """
         session = self.session
         transport = self.transport
         if session is None or transport is None:
             return
         data, close = session.data_to_send()
-        held = self._held
-        if hold and not close:
-            if data:
-                held.append(data)
-                self._held_size += len(data)
-            if self._held_size < COALESCE_LIMIT:
-                if self._held_flush is None and held:
-                    self._held_flush = self.loop.call_soon(self._flush_held)
-                return
-            data = b""  # it is in held already, and held is over the limit: write it all
-        if held:
-            if data:
-                held.append(data)
-            data = b"".join(held)
-            held.clear()
-            self._held_size = 0
-        if data:
-            transport.write(data)
         if close:
-            transport.close()
-        elif self._close_timer is None and session.close_expected():
+            self.write(data, flush=True)
+            self.close_transport()
+            return
+        if hold or self._out:
+            self.write(data, flush=not hold)
+        elif data:
+            transport.write(data)  # write() would do just this; one call less per message
+        if hold and session.state is _OPEN:
+            return  # a reply to a message: no close frame was sent, none is expected yet
+        if self._close_timer is None and session.close_expected():
+            if self.phase is ACTIVE:
+                self.set_phase(CLOSING)
             self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._close_timed_out)
-            if self.read_paused:
-                # The client's answering close frame is behind the messages we left unread;
-                # no message matters any more, so read on and let the handshake finish.
-                self.read_paused = False
-                transport.resume_reading()
-
-    def _flush_held(self) -> None:
-        self._held_flush = None
-        if self._held:
-            self.flush()
+            # The client's answering close frame may be behind the messages we left unread;
+            # no message matters any more, so read on and let the handshake finish.
+            self.resume_reading()
 
     def _close_timed_out(self) -> None:
         self._close_timer = None
-        self._drop()
-
-    def _drop(self) -> None:
-        """Close the TCP connection now, after what is already owed to the client."""
-        transport = self.transport
-        if transport is None:
-            return
-        if self._held:  # replies held for one write: written, not lost with the connection
-            transport.write(b"".join(self._held))
-            self._held.clear()
-            self._held_size = 0
-        transport.close()
+        self.close_transport()
 
     # --- ASGI receive / send -----------------------------------------------------------------------
     async def receive(self) -> dict[str, Any]:
@@ -202,15 +156,14 @@ class WebSocketProtocol(WriteFlowControl):
         assert session is not None
         message = session.next_event()
         while message is None:
-            self._waiter = self.loop.create_future()
             try:
-                await self._waiter
-            finally:
-                self._waiter = None
+                await self.wait()
+            except asyncio.CancelledError:
+                if not cancelled_by_peer():
+                    raise
             message = session.next_event()
-        if self.read_paused and session.queued < self.max_queue and self.transport is not None:
-            self.read_paused = False
-            self.transport.resume_reading()
+        if self.read_paused and session.queued < self.max_queue:
+            self.resume_reading()
         return message
 
     async def send(self, message: Any) -> None:
@@ -219,7 +172,7 @@ class WebSocketProtocol(WriteFlowControl):
         was_connecting = session.state is SessionState.CONNECTING
         session.on_send(message)
         # Hold the reply while more received messages wait: the app answers them next.
-        self.flush(hold=session.queued > 0 and not self.write_paused)
+        self.send_pending(hold=session.queued > 0 and not self.write_paused)
         if was_connecting and session.state is SessionState.OPEN:
             self._arm_ping()
         if self.write_paused:
@@ -227,30 +180,21 @@ class WebSocketProtocol(WriteFlowControl):
             if self.transport is None and session.disconnected:
                 raise ClientDisconnected("the client closed the connection")
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    # --- the app's outcome (the connection core runs it) -------------------------------------------
+    def app_returned(self, context: WebSocketProtocol) -> None:
+        session = self.session
+        assert session is not None
+        if not session.app_returned():
+            logger.error("ASGI app returned without answering the WebSocket handshake")
+        self.send_pending()
 
-    # --- running the app -------------------------------------------------------------------------
-    async def _run(self, session: WebSocketSession) -> None:
-        try:
-            await self.app(session.scope, self.receive, self.send)
-        except asyncio.CancelledError:
-            # Shutdown gave up on this handler: nothing sensible can follow.
-            self._drop()
-            raise
-        except BaseException as exc:
-            if not isinstance(exc, ClientDisconnected) and not session.disconnected:
-                logger.error("Exception in ASGI application", exc_info=exc)
-            session.app_failed()
-            self.flush()
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            if not session.app_returned():
-                logger.error("ASGI app returned without answering the WebSocket handshake")
-            self.flush()
+    def app_failed(self, context: WebSocketProtocol, exc: BaseException) -> None:
+        session = self.session
+        assert session is not None
+        if not isinstance(exc, ClientDisconnected) and not session.disconnected:
+            logger.error("Exception in ASGI application", exc_info=exc)
+        session.app_failed()
+        self.send_pending()
 
     # --- keepalive -------------------------------------------------------------------------------
     def _arm_ping(self) -> None:
@@ -266,7 +210,7 @@ class WebSocketProtocol(WriteFlowControl):
         payload = session.ping()
         if payload is None:
             return  # closing: no more pings
-        self.flush()
+        self.send_pending()
         timeout = self.config.ws_ping_timeout
         if timeout is not None:
             self.loop.call_later(timeout, self._check_pong, payload)
@@ -284,17 +228,17 @@ class WebSocketProtocol(WriteFlowControl):
             self.loop.call_later(timeout, self._check_pong, payload)
             return
         session.fail(1011, "keepalive ping timeout")
-        self.flush()
-        self._wake()
+        self.send_pending()
+        self.wake()
 
     # --- shutdown --------------------------------------------------------------------------------
     def shutdown(self) -> None:
         """Graceful stop: close with 1012; the app sees websocket.disconnect and returns."""
         if self.session is not None:
             self.session.shutdown()
-            self.flush()
-            self._wake()  # a receive() waiting gets websocket.disconnect 1012
+            self.send_pending()
+            self.wake()  # a receive() waiting gets websocket.disconnect 1012
 
     def close(self) -> None:
         """Forced stop."""
-        self._drop()
+        self.close_transport()

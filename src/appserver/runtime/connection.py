@@ -1,0 +1,309 @@
+"""What every client connection shares, HTTP and WebSocket alike.
+
+:class:`Connection` is the base of both asyncio protocols (``HTTPProtocol``, and
+``WebSocketProtocol`` once a connection upgraded). It owns the parts that do not depend on the
+protocol spoken:
+
+* the **phase** of the connection, an explicit :class:`Phase` whose allowed transitions are
+  data (:data:`TRANSITIONS`, after h11's ``_state.py``); the timers read it to know which
+  timeout applies;
+* the one **write buffer**: what the app sends within one loop iteration leaves in one
+  ``transport.write`` (a write is a system call, and for small responses and messages it is most
+  of the cost), flushed at once when asked, past :data:`COALESCE_LIMIT`, or at the end of the
+  iteration;
+* **flow control** both ways: ``pause_writing``/``resume_writing`` from the transport and the
+  ``drain()`` an app's ``send()`` awaits; ``read_paused`` for back-pressure on the client;
+* the **waiter** the app's ``receive()`` awaits, and :meth:`wake`;
+* the **app runner**: a task per app call, counted in ``ServerState.tasks`` from creation to end,
+  with the outcome (returned, raised, cancelled) handed to the protocol's hooks;
+* the **concurrency gate** of ``limit_concurrency``;
+* **closing**: every close the server makes writes what is owed, answers every waiter, then
+  closes (``transport.close()`` reports ``connection_lost`` only once the buffer drained, which a
+  client that does not read may put off forever: nobody may wait for that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from appserver.runtime.state import ServerState
+
+
+class Phase(enum.Enum):
+    """Where a connection is in its life; what the timers look at."""
+
+    NEW = "new"  # accepted, not one byte read yet
+    IDLE = "idle"  # keep-alive: the last response is complete, no byte of the next request
+    HEAD = "head"  # part of a request head has arrived
+    ACTIVE = "active"  # a request (or a WebSocket session) is being served
+    CLOSING = "closing"  # nothing new is served; closes once the current exchange ends
+    UPGRADED = "upgraded"  # handed over to another protocol: this one is done
+    CLOSED = "closed"  # the transport is gone
+
+    # Members are singletons: identity is equality. Enum's own __hash__ is Python code, and the
+    # transition check hashes a phase twice per change, on every request.
+    __hash__ = object.__hash__
+
+
+NEW = Phase.NEW
+IDLE = Phase.IDLE
+HEAD = Phase.HEAD
+ACTIVE = Phase.ACTIVE
+CLOSING = Phase.CLOSING
+UPGRADED = Phase.UPGRADED
+CLOSED = Phase.CLOSED
+
+# The transitions a connection may make. Pipelined requests stay ACTIVE from one to the next;
+# CLOSED is reached from anywhere (the client may go away at any time) and leads nowhere.
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    NEW: frozenset({HEAD, ACTIVE, CLOSING, CLOSED}),
+    IDLE: frozenset({HEAD, ACTIVE, CLOSING, CLOSED}),
+    HEAD: frozenset({ACTIVE, CLOSING, CLOSED}),
+    ACTIVE: frozenset({IDLE, HEAD, CLOSING, UPGRADED, CLOSED}),
+    CLOSING: frozenset({CLOSED}),
+    UPGRADED: frozenset({CLOSED}),
+    CLOSED: frozenset(),
+}
+
+
+def cancelled_by_peer() -> bool:
+    """Whether a CancelledError out of awaiting :meth:`Connection.wait` only means that another
+    coroutine awaiting the same future was cancelled (cancelling a task cancels the future it
+    awaits); False when the current task itself is being cancelled, which must propagate."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+; before, assume our own
+    return cancelling is not None and not cancelling()
+
+
+class PhaseError(RuntimeError):
+    """A transition :data:`TRANSITIONS` does not allow: a bug in the runtime."""
+
+
+# Buffered writes go out once they reach this many bytes, so an app sending big chunks or
+# messages in a loop still meets the transport's flow control (pause_writing) promptly.
+COALESCE_LIMIT = 64 * 1024
+
+
+class Connection(asyncio.Protocol):
+    """The shared core; see the module docstring. Subclasses call :meth:`init_connection`."""
+
+    # Slots: a thousand idle keep-alive connections should cost little memory.
+    __slots__ = (
+        "_drain_waiter",
+        "_flush_scheduled",
+        "_limit",
+        "_out",
+        "_out_size",
+        "loop",
+        "phase",
+        "read_paused",
+        "server_state",
+        "transport",
+        "waiter",
+        "write_paused",
+    )
+
+    transport: Any  # asyncio.Transport, or uvloop's look-alike; None once closed
+
+    def init_connection(
+        self,
+        server_state: ServerState,
+        loop: asyncio.AbstractEventLoop,
+        limit_concurrency: int | None,
+        phase: Phase = NEW,
+    ) -> None:
+        self.server_state = server_state
+        self.loop = loop
+        self.transport = None
+        self.phase = phase
+        self.read_paused = False
+        self.write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        # Written this loop iteration, not yet sent; a list only while there is some.
+        self._out: list[bytes] | None = None
+        self._out_size = 0
+        self._flush_scheduled = False
+        self._limit = limit_concurrency
+
+    # --- phase ---------------------------------------------------------------------------------
+    def set_phase(self, phase: Phase) -> None:
+        if phase not in TRANSITIONS[self.phase]:
+            raise PhaseError(f"connection cannot go from {self.phase.value} to {phase.value}")
+        self.phase = phase
+
+    @property
+    def closing(self) -> bool:
+        """Nothing new is served on this connection any more."""
+        phase = self.phase
+        return phase is CLOSING or phase is CLOSED or phase is UPGRADED
+
+    # --- the one write buffer ------------------------------------------------------------------
+    def write(self, data: bytes, flush: bool) -> None:
+        """Send ``data``: now if ``flush``, else with whatever else this loop iteration sends."""
+        out = self._out
+        if out:
+            out.append(data)
+            self._out_size += len(data)
+            if flush or self._out_size >= COALESCE_LIMIT:
+                self.flush()
+        elif flush:
+            if data and self.transport is not None:
+                self.transport.write(data)
+        elif data:
+            self._out = [data]
+            self._out_size = len(data)
+            if len(data) >= COALESCE_LIMIT:
+                self.flush()
+            else:
+                self.schedule_flush()
+
+    def schedule_flush(self) -> None:
+        """Flush at the end of this loop iteration."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write everything buffered, in one write."""
+        self._flush_scheduled = False
+        out = self._out
+        if out:
+            data = b"".join(out) if len(out) > 1 else out[0]
+            self._out = None
+            self._out_size = 0
+            if self.transport is not None:
+                self.transport.write(data)
+
+    # --- flow control --------------------------------------------------------------------------
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.release_drain()
+
+    def release_drain(self) -> None:
+        """Wake a waiting ``drain()``: writing resumed, or the connection is gone."""
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until the client reads what we wrote (or goes away)."""
+        if self.write_paused and self.transport is not None:
+            self._drain_waiter = self.loop.create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
+
+    def pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    # --- the waiter ------------------------------------------------------------------------------
+    def wait(self) -> asyncio.Future[None]:
+        """The future to await for the next :meth:`wake` (more input, or the exchange ended).
+
+        One future for the connection, shared by whoever waits (one coroutine, nearly always):
+        a spurious wake-up is harmless because callers look again at what they wait for. A
+        plain function, not a coroutine: a message or a body chunk that makes the app wait
+        should not also cost a coroutine object. Callers treat a CancelledError that
+        :func:`cancelled_by_peer` explains as a wake-up.
+        """
+        waiter = self.waiter
+        if waiter is None or waiter.done():  # done: cancelled with a waiter that gave up
+            waiter = self.waiter = self.loop.create_future()
+        return waiter
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # --- the app runner --------------------------------------------------------------------------
+    def over_limit(self) -> bool:
+        """limit_concurrency is reached: too many connections or running apps."""
+        limit = self._limit
+        if limit is None:
+            return False
+        state = self.server_state
+        return len(state.connections) > limit or len(state.tasks) >= limit
+
+    def run_app(self, app: Any, scope: Any, receive: Any, send: Any, context: Any) -> None:
+        """Call the app in a task, counted in ``ServerState.tasks`` until it ends.
+
+        The outcome goes to :meth:`app_returned`, :meth:`app_failed` or :meth:`app_cancelled`
+        with ``context``: what the protocol needs to answer (the request cycle, the
+        connection), which must have a writable ``task`` attribute.
+        """
+        task = self.loop.create_task(self._run(app, scope, receive, send, context))
+        context.task = task
+        self.server_state.tasks.add(task)
+
+    async def _run(self, app: Any, scope: Any, receive: Any, send: Any, context: Any) -> None:
+        # The task leaves state.tasks here rather than through a done callback (one scheduled
+        # callback fewer per request), found through the context (asyncio.current_task() is
+        # Python code on 3.11).
+        try:
+            await app(scope, receive, send)
+        except asyncio.CancelledError:
+            # Shutdown gave up on this app call; nothing sensible can follow.
+            self.app_cancelled(context)
+            raise
+        except BaseException as exc:
+            self.app_failed(context, exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self.app_returned(context)
+        finally:
+            self.server_state.tasks.discard(context.task)
+
+    def app_returned(self, context: Any) -> None:
+        """The app's coroutine returned."""
+
+    def app_failed(self, context: Any, exc: BaseException) -> None:
+        """The app raised ``exc`` (anything but CancelledError)."""
+
+    def app_cancelled(self, context: Any) -> None:
+        """The app's task was cancelled (a forced shutdown)."""
+        self.close_transport()
+
+    # --- ends --------------------------------------------------------------------------------------
+    def close_transport(self) -> None:
+        """Close the connection: write what is owed, answer every waiter, then close."""
+        if self._out:
+            self.flush()
+        self.end_exchanges()
+        if self.phase is not CLOSED and self.phase is not UPGRADED and self.phase is not CLOSING:
+            self.set_phase(CLOSING)
+        if self.transport is not None:
+            self.transport.close()
+
+    def end_exchanges(self) -> None:
+        """Whatever the app waits for on this connection will not come: wake it. Subclasses
+        first mark their exchanges as ended, so the waiters find out why."""
+        self.wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server_state.connections.discard(self)
+        self.transport = None
+        if self.phase is not CLOSED:
+            self.set_phase(CLOSED)
+        self._out = None
+        self._out_size = 0
+        self.end_exchanges()
+        self.release_drain()
