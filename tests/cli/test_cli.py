@@ -329,3 +329,27 @@ def test_installed_script_imports_apps_from_the_working_directory() -> None:
         timeout=30,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_refuses_framing_and_hop_by_hop_custom_headers(tmp_path: Path) -> None:
+    # content-length = "5" would go out beside the real Content-Length on every response.
+    config = tmp_path / "headers.toml"
+    config.write_text(
+        'app = "examples.hello:app"\n\n[headers.custom]\nx-ok = "1"\ncontent-length = "5"\n'
+    )
+    result = appserver("check", config)
+    assert result.returncode == 1
+    assert f"{config}:3: headers.custom" in result.stderr
+    assert "header 'content-length' cannot be set here" in result.stderr
+    for name in ("Transfer-Encoding", "connection", "keep-alive", "upgrade", "te", "trailer"):
+        result = appserver("check", "--app", "examples.hello:app", "--header", f"{name}: x")
+        assert result.returncode == 1, name
+        assert f"header {name!r} cannot be set here" in result.stderr
+    result = appserver(
+        "check",
+        env=clean_env(
+            APPSERVER_APP="examples.hello:app", APPSERVER_HEADERS="proxy-connection: close"
+        ),
+    )
+    assert result.returncode == 1
+    assert "APPSERVER_HEADERS" in result.stderr

@@ -42,6 +42,21 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _FIELD_VALUE = re.compile(rb"^[\x09\x20-\x7e\x80-\xff]*$")
+# Framing and hop-by-hop fields: a fixed value would sit beside the real Content-Length on every
+# response (and beside Transfer-Encoding: chunked on streamed ones) or contradict the server's
+# own keep-alive decision.
+_SERVER_OWNED_HEADERS = frozenset(
+    (
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-connection",
+    )
+)
 
 
 def setting(
@@ -356,11 +371,19 @@ class Config(BaseModel):
     @field_validator("headers")
     @classmethod
     def _check_headers(cls, value: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        problems = []
         for name, val in value:
             if not _TOKEN.match(name.encode("latin-1", "replace")):
-                raise ValueError(f"header name {name!r} is not a valid HTTP token")
+                problems.append(f"header name {name!r} is not a valid HTTP token")
+            elif name.lower() in _SERVER_OWNED_HEADERS:
+                problems.append(
+                    f"header {name!r} cannot be set here: the server frames each response and "
+                    "manages the connection itself (RFC 9110 §7.6.1, RFC 9112 §6)"
+                )
             if not _FIELD_VALUE.match(val.encode("latin-1", "replace")):
-                raise ValueError(f"header {name!r} has a value with control characters")
+                problems.append(f"header {name!r} has a value with control characters")
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
     @field_validator("forwarded_allow_ips", mode="before")

@@ -24,7 +24,7 @@ CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 def status_line(status: int) -> bytes:
     line = _STATUS_LINES.get(status)
     if line is None:
-        if not 100 <= status <= 999:
+        if not 100 <= status <= 599:  # RFC 9110 §15: three digits, classes 1xx to 5xx
             raise ProtocolError(f"invalid response status {status!r}")
         try:
             phrase = http.HTTPStatus(status).phrase.encode("ascii")

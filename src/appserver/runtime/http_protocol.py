@@ -23,6 +23,7 @@ from appserver.errors import ClientDisconnected, ProtocolError
 from appserver.http.cycle import ConnectionInfo, ResponseState
 from appserver.http.parser import UNATTACHED, BadRequest, RequestParser
 from appserver.http.response import simple_response
+from appserver.runtime.access import log_access
 from appserver.runtime.asgi_cycle import ASGICycle, service_unavailable
 from appserver.runtime.connection import (
     ACTIVE,
@@ -305,7 +306,7 @@ class HTTPProtocol(Connection):
         """The app finished a response: log it, then move to the next request or close."""
         self.server_state.total_requests += 1
         if self._access_log:
-            self._log_access(cycle)
+            log_access(cycle.scope, cycle.status)
         if cycle is not self.current or self.transport is None:
             return
         if not cycle.keep_alive or self.phase is CLOSING:
@@ -338,21 +339,6 @@ class HTTPProtocol(Connection):
                     idle_parsers.append(parser)
         if self.read_paused:
             self.maybe_resume_reading()
-
-    def _log_access(self, cycle: ASGICycle) -> None:
-        scope = cycle.scope
-        client = scope["client"]
-        path = scope["path"]
-        if scope["query_string"]:
-            path = f"{path}?{scope['query_string'].decode('latin-1')}"
-        access_logger.info(
-            '%s - "%s %s HTTP/%s" %d',
-            f"{client[0]}:{client[1]}" if client else "-",
-            scope["method"],
-            path,
-            scope["http_version"],
-            cycle.status,
-        )
 
     def _reject(self, exc: BadRequest) -> None:
         """A malformed request: answer 400 once earlier requests are answered, then close."""
