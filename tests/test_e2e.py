@@ -86,11 +86,15 @@ def test_keep_alive_timeout_spares_a_slow_response_and_counts_from_its_end(http:
         await respond(send, b"late")
 
     async def main() -> None:
-        async with serve(slow_app, http, timeout_keep_alive=0.2) as (server, port):
+        async with serve(slow_app, http, timeout_keep_alive=0.2, timeout_header_read=0.2) as (
+            server,
+            port,
+        ):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             try:
                 loop = asyncio.get_running_loop()
-                # A second connection that stays idle: its timeout shares the server's timers.
+                # A second connection that never sends (timeouts.header_read runs from accept):
+                # its timeout shares the server's timers.
                 idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                 _, idle_closed = await read_until_close(idle_reader, 0.4)

@@ -8,6 +8,7 @@ import pytest
 
 from appserver.http.h11 import H11Parser
 from appserver.http.httptools import HttptoolsParser
+from appserver.http.limits import HeadLimits
 from appserver.http.parser import UNATTACHED, RequestParser
 
 ADAPTERS = {"h11": H11Parser, "httptools": HttptoolsParser}
@@ -40,7 +41,7 @@ class Sink:
 
 @pytest.fixture(params=sorted(ADAPTERS))
 def make(request: pytest.FixtureRequest) -> Any:
-    return lambda sink: ADAPTERS[request.param](sink, 64 * 1024)
+    return lambda sink: ADAPTERS[request.param](sink, HeadLimits())
 
 
 @pytest.mark.parametrize("message", [GET, POST, CHUNKED])
@@ -97,6 +98,6 @@ def test_a_parser_that_will_not_read_on_is_never_idle(message: bytes) -> None:
     # llhttp refuses every byte after a request that asked to close (Proxy-Connection
     # included, which the cycle does not read): lent to another connection, it would answer
     # that connection's first request with 400.
-    parser = HttptoolsParser(Sink(), 64 * 1024)
+    parser = HttptoolsParser(Sink(), HeadLimits())
     parser.feed(message)
     assert not parser.idle

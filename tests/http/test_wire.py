@@ -40,6 +40,15 @@ BAD_REQUEST = (
     b"\r\n"
     b"Invalid HTTP request received."
 )
+HEADERS_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"server: appserver\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 32\r\n"
+    b"connection: close\r\n"
+    b"\r\n"
+    b"Request Header Fields Too Large."
+)
 SERVER_ERROR = (
     b"HTTP/1.1 500 Internal Server Error\r\n"
     b"server: appserver\r\n"
@@ -271,7 +280,7 @@ CASES: dict[str, tuple[bytes, bytes, bool]] = {
     ),
     "oversized-head": (
         b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
-        BAD_REQUEST,
+        HEADERS_TOO_LARGE,
         True,
     ),
     "non-ascii-target": (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", BAD_REQUEST, True),

@@ -191,6 +191,62 @@ class Config(BaseModel):
         doc="Add a random 0..jitter to limit_max_requests so workers do not restart together.",
         ge=0,
     )
+    limit_request_line: Size = setting(
+        8 * 1024,
+        toml="limits.request_line",
+        cli="--limit-request-line",
+        doc="Longest request line (method, target, version); longer ones get 414 "
+        "(nginx's large_client_header_buffers and gunicorn's limit_request_line: 8 KiB).",
+        ge=64,
+    )
+    limit_header_count: int = setting(
+        100,
+        toml="limits.header_count",
+        cli="--limit-header-count",
+        doc="Most header fields in a request; more get 431 "
+        "(gunicorn's limit_request_fields and Envoy's max_headers_count: 100).",
+        ge=1,
+    )
+    limit_header_field_size: Size = setting(
+        8 * 1024,
+        toml="limits.header_field_size",
+        cli="--limit-header-field-size",
+        doc="Longest header field (name and value); longer ones get 431 "
+        "(gunicorn's limit_request_field_size, nginx's per-line buffer: 8 KiB).",
+        ge=64,
+    )
+    limit_header_size: Size = setting(
+        64 * 1024,
+        toml="limits.header_size",
+        cli="--limit-header-size",
+        doc="Largest header section (target, names and values together); larger ones get 431 "
+        "(Envoy's max_request_headers_kb and h11's default: 64 KiB).",
+        ge=256,
+    )
+    limit_body_size: Size | None = setting(
+        None,
+        toml="limits.body_size",
+        cli="--limit-body-size",
+        doc="Largest request body: a larger Content-Length gets 413 before the body is read, a "
+        "chunked body is counted as it arrives; the connection closes after the 413 "
+        "(unset: no limit; nginx's client_max_body_size).",
+        ge=0,
+    )
+    limit_pipeline: int = setting(
+        16,
+        toml="limits.pipeline",
+        cli="--limit-pipeline",
+        doc="Pipelined requests queued on one connection before the server stops reading from it.",
+        ge=1,
+    )
+    limit_keep_alive_requests: int | None = setting(
+        1000,
+        toml="limits.keep_alive_requests",
+        cli="--limit-keep-alive-requests",
+        doc="Requests served on one connection; the last one says connection: close "
+        "(nginx's keepalive_requests: 1000; unset: no limit).",
+        ge=1,
+    )
 
     # --- timeouts ----------------------------------------------------------------------------------
     timeout_keep_alive: Duration = setting(
@@ -207,6 +263,39 @@ class Config(BaseModel):
         doc="On shutdown, wait this long for in-flight requests before cancelling them "
         "(unset: wait until they finish).",
         ge=0,
+    )
+    timeout_header_read: Duration = setting(
+        10.0,
+        toml="timeouts.header_read",
+        cli="--timeout-header-read",
+        doc="Time from a connection's accept, or a request's first byte, to the end of the request "
+        "head; then 408 (or a plain close if nothing arrived). Slowloris protection; the CIS "
+        "benchmark asks 10 s of nginx's client_header_timeout.",
+        gt=0,
+    )
+    timeout_body_read: Duration = setting(
+        60.0,
+        toml="timeouts.body_read",
+        cli="--timeout-body-read",
+        doc="Longest gap between two reads of a request body while the app waits for it; "
+        "then 408 and close (nginx's client_body_timeout: 60 s).",
+        gt=0,
+    )
+    timeout_write: Duration = setting(
+        60.0,
+        toml="timeouts.write",
+        cli="--timeout-write",
+        doc="Longest a client may leave unread what the server has to send; then the "
+        "connection closes (nginx's send_timeout: 60 s).",
+        gt=0,
+    )
+    timeout_websocket_close: Duration = setting(
+        10.0,
+        toml="timeouts.websocket_close",
+        cli="--timeout-websocket-close",
+        doc="How long a WebSocket peer has to answer the server's close frame before the TCP "
+        "connection is dropped (the websockets library's close_timeout: 10 s).",
+        gt=0,
     )
     timeout_notify: Duration = setting(
         30.0,

@@ -12,21 +12,26 @@ from typing import Any
 
 import h11
 
+from appserver.http.limits import URI_TOO_LONG, HeadLimits
 from appserver.http.parser import BadRequest, ParserSink
 
 
 class H11Parser:
-    __slots__ = ("_conn", "_max_head_size", "_switched", "idle", "sink")
+    __slots__ = ("_conn", "_limits", "_switched", "idle", "sink")
 
-    def __init__(self, sink: ParserSink, max_head_size: int = 64 * 1024) -> None:
+    def __init__(self, sink: ParserSink, limits: HeadLimits | None = None) -> None:
         self.sink = sink
-        self._max_head_size = max_head_size
+        self._limits = limits or HeadLimits()
         self._conn = self._new_connection()
         self._switched = False
         self.idle = True
 
     def _new_connection(self) -> h11.Connection:
-        return h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head_size)
+        # h11 only bounds a head while it is incomplete; the bound is the most a valid head can
+        # take, and check_head gives the precise verdict once it is complete.
+        return h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self._limits.max_head_bytes
+        )
 
     def feed(self, data: bytes) -> None:
         if self._switched:
@@ -40,7 +45,7 @@ class H11Parser:
                 # Any: mypy cannot narrow on `type(event) is`, which is the fast check.
                 event: Any = conn.next_event()
             except h11.RemoteProtocolError as exc:
-                raise BadRequest(str(exc)) from None
+                raise self._error(exc) from None
             if event is h11.NEED_DATA:
                 return
             event_type = type(event)
@@ -48,7 +53,7 @@ class H11Parser:
                 # raw_items() is a plain list; iterating the Headers sequence itself goes
                 # through the slow generic Sequence.__iter__.
                 headers = [(name.lower(), value) for name, value in event.headers.raw_items()]
-                self._check_head(event.target, headers)
+                self._check_head(event.method, event.target, headers)
                 sink.on_request(
                     event.method, event.target, event.http_version.decode("ascii"), headers
                 )
@@ -72,20 +77,27 @@ class H11Parser:
             elif event_type is h11.ConnectionClosed:
                 return
 
-    def _check_head(self, target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def _error(self, exc: h11.RemoteProtocolError) -> BadRequest:
+        if exc.error_status_hint == 431:
+            # The head outgrew max_head_bytes before it was complete: the request line, if it
+            # never ended, else the header fields (the verdicts httptools reaches as it reads).
+            buffered = self._conn.trailing_data[0]
+            if b"\n" not in buffered[: self._limits.request_line]:
+                return BadRequest("request line too long", URI_TOO_LONG)
+            return BadRequest("request head too large", 431)
+        return BadRequest(str(exc))
+
+    def _check_head(
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         """What h11 lets through but the httptools adapter refuses, refused the same way."""
-        # max_incomplete_event_size only bounds a head still incomplete: a large head that
-        # arrives in one read passes. Count what the httptools adapter counts instead.
-        size = len(target)
+        self._limits.check_head(method, target, headers)
         length = chunked = False
-        for name, value in headers:
-            size += len(name) + len(value)
+        for name, _ in headers:
             if name == b"content-length":
                 length = True
             elif name == b"transfer-encoding":
                 chunked = True
-        if size > self._max_head_size:
-            raise BadRequest("request head too large")
         if length and chunked:
             # RFC 9112 §6.1: both is a smuggling attempt; a server may reject it and must close
             # after it. h11 keeps the connection open, llhttp rejects: reject on both.

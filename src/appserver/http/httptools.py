@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import httptools
 
+from appserver.http.limits import URI_TOO_LONG, HeadLimits
 from appserver.http.parser import BadRequest, ParserSink
 
 
 class HttptoolsParser:
     __slots__ = (
+        "_head_fed",
         "_head_size",
         "_headers",
         "_hosts",
-        "_max_head_size",
+        "_in_head",
+        "_limits",
         "_parser",
         "_switched",
         "_switching",
@@ -21,10 +24,12 @@ class HttptoolsParser:
         "sink",
     )
 
-    def __init__(self, sink: ParserSink, max_head_size: int = 64 * 1024) -> None:
+    def __init__(self, sink: ParserSink, limits: HeadLimits | None = None) -> None:
         self.sink = sink
         self.idle = True
-        self._max_head_size = max_head_size
+        self._limits = limits or HeadLimits()
+        self._in_head = False  # between on_message_begin and on_headers_complete
+        self._head_fed = 0  # bytes fed while a head was arriving (see feed)
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -47,7 +52,19 @@ class HttptoolsParser:
                 # An Upgrade we did not take: llhttp resumes, and so do we (RFC 9110 §7.8).
                 self.feed(trailing)
         except httptools.HttpParserError as exc:
+            cause = exc.__context__  # what a callback of ours raised, status and all
+            if isinstance(cause, BadRequest):
+                raise cause from None
             raise BadRequest(str(exc) or "malformed request") from None
+        if self._in_head:
+            # llhttp keeps the parts of a header line it has not finished on its own, without
+            # a bound: count what was fed while a head is arriving (this feed's bytes may
+            # include earlier requests; the bound leaves room for that).
+            self._head_fed += len(data)
+            if self._head_fed > self._limits.max_head_bytes:
+                if not self._headers:
+                    raise BadRequest("request line too long", URI_TOO_LONG)
+                raise BadRequest("request head too large", 431)
 
     # --- llhttp callbacks ---------------------------------------------------------------------
     # State is reset when a head is handed on, not in on_message_begin, and the size checks are
@@ -57,21 +74,30 @@ class HttptoolsParser:
         # The only sign that a next request has started: llhttp reads its method without a
         # callback, and a parser that had read "GET " must not serve another connection.
         self.idle = False
+        self._in_head = True
+        self._head_fed = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_size += len(url)
-        if self._head_size > self._max_head_size:
-            raise BadRequest("request head too large")
+        if self._limits.url_too_long(len(self._url)):
+            raise BadRequest("request line too long", URI_TOO_LONG)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
         if name == b"host":
             self._hosts += 1
-        self._headers.append((name, value))
-        self._head_size += len(name) + len(value)
-        if self._head_size > self._max_head_size:
-            raise BadRequest("request head too large")
+        headers = self._headers
+        headers.append((name, value))
+        field = len(name) + len(value)
+        self._head_size += field
+        limits = self._limits
+        if (
+            field > limits.field_size
+            or self._head_size > limits.head_size
+            or len(headers) > limits.header_count
+        ):
+            limits.check_field(len(headers), field, self._head_size)
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -82,6 +108,10 @@ class HttptoolsParser:
         self._headers = []
         self._head_size = 0
         self._hosts = 0
+        self._in_head = False
+        method = parser.get_method()
+        if self._limits.url_too_long(len(url) + len(method)):
+            raise BadRequest("request line too long", URI_TOO_LONG)
         version = parser.get_http_version()
         # llhttp takes a request line without a version as HTTP/0.9, which RFC 9112 dropped;
         # and it does not check Host, which RFC 9112 §3.2 requires: exactly one in HTTP/1.1,
@@ -90,7 +120,7 @@ class HttptoolsParser:
             raise BadRequest("HTTP/0.9 is not supported")
         if hosts != 1 and (hosts > 1 or version == "1.1"):
             raise BadRequest("HTTP/1.1 requests need exactly one Host header")
-        self.sink.on_request(parser.get_method(), url, version, headers)
+        self.sink.on_request(method, url, version, headers)
 
     def on_body(self, body: bytes) -> None:
         self.sink.on_body(body)

@@ -14,13 +14,21 @@ runtime does that so idle keep-alive connections do not each keep a parser.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from appserver.errors import ProtocolError
 
+if TYPE_CHECKING:
+    from appserver.http.limits import HeadLimits
+
 
 class BadRequest(ProtocolError):
-    """The client sent bytes that are not a valid HTTP/1.1 request."""
+    """The client sent bytes that are not a valid HTTP/1.1 request; ``status`` is the answer
+    (400 unless a more precise 4xx or 5xx applies: 408, 413, 414, 431, 501, 505)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ParserSink(Protocol):
@@ -43,7 +51,7 @@ class RequestParser(Protocol):
     # byte of the next one has been read.
     idle: bool
 
-    def __init__(self, sink: ParserSink, max_head_size: int) -> None: ...
+    def __init__(self, sink: ParserSink, limits: HeadLimits) -> None: ...
 
     def feed(self, data: bytes) -> None: ...
 

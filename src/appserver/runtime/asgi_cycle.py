@@ -41,10 +41,11 @@ class ASGICycle(RequestCycle):
     than an ``__init__`` override on the hot path), ``task`` by the app runner.
     """
 
-    __slots__ = ("protocol", "task")
+    __slots__ = ("protocol", "received", "task")
 
     protocol: HTTPProtocol
     task: asyncio.Task[None]  # set by the connection's app runner
+    received: int  # body bytes so far, counted only under limits.body_size
 
     async def receive(self) -> dict[str, Any]:
         message = self.next_event()
@@ -54,6 +55,8 @@ class ASGICycle(RequestCycle):
             if pending:
                 protocol.write(pending, flush=True)
             protocol.maybe_resume_reading()
+            if not self.request_complete:
+                protocol.waiting_for_body()
             while message is None:
                 try:
                     await protocol.wait()

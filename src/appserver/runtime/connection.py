@@ -97,6 +97,8 @@ class Connection(asyncio.Protocol):
         "_limit",
         "_out",
         "_out_size",
+        "_write_timeout",
+        "_write_timer",
         "loop",
         "phase",
         "read_paused",
@@ -113,6 +115,7 @@ class Connection(asyncio.Protocol):
         server_state: ServerState,
         loop: asyncio.AbstractEventLoop,
         limit_concurrency: int | None,
+        write_timeout: float | None = None,
         phase: Phase = NEW,
     ) -> None:
         self.server_state = server_state
@@ -128,6 +131,8 @@ class Connection(asyncio.Protocol):
         self._out_size = 0
         self._flush_scheduled = False
         self._limit = limit_concurrency
+        self._write_timeout = write_timeout
+        self._write_timer: asyncio.TimerHandle | None = None
 
     # --- phase ---------------------------------------------------------------------------------
     def set_phase(self, phase: Phase) -> None:
@@ -181,9 +186,16 @@ class Connection(asyncio.Protocol):
     # --- flow control --------------------------------------------------------------------------
     def pause_writing(self) -> None:
         self.write_paused = True
+        # timeouts.write: a client that leaves this much unread for that long is gone, or an
+        # attack; either way it may not hold the buffer (nor, through drain(), the app).
+        if self._write_timeout is not None and self._write_timer is None:
+            self._write_timer = self.loop.call_later(self._write_timeout, self.abort)
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         self.release_drain()
 
     def release_drain(self) -> None:
@@ -293,6 +305,16 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def abort(self) -> None:
+        """Drop the connection now, unsent bytes and all (close() would wait for them)."""
+        self._write_timer = None
+        self._out = None
+        self.end_exchanges()
+        if self.phase is not CLOSED and self.phase is not UPGRADED and self.phase is not CLOSING:
+            self.set_phase(CLOSING)
+        if self.transport is not None:
+            self.transport.abort()
+
     def end_exchanges(self) -> None:
         """Whatever the app waits for on this connection will not come: wake it. Subclasses
         first mark their exchanges as ended, so the waiters find out why."""
@@ -305,5 +327,8 @@ class Connection(asyncio.Protocol):
             self.set_phase(CLOSED)
         self._out = None
         self._out_size = 0
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         self.end_exchanges()
         self.release_drain()

@@ -16,6 +16,7 @@ handshake handed the transport over, CLOSED when the transport is gone.
 from __future__ import annotations
 
 import asyncio
+import http
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
 
 # Buffer this much unread request body before we stop reading from the socket.
 HIGH_WATER = 64 * 1024
+
+REQUEST_TIMEOUT = 408
+CONTENT_TOO_LARGE = 413
 _STARTED = ResponseState.STARTED
 _DONE = ResponseState.DONE
 
@@ -59,10 +63,15 @@ class HTTPProtocol(Connection):
     __slots__ = (
         "_access_log",
         "_bad_request",
+        "_body_since",
+        "_body_timer",
+        "_head_limits",
         "_idle_since",
         "_idle_timer",
         "_keep_alive",
+        "_next_waits",
         "_parser_class",
+        "_served",
         "_trusted",
         "_ws_protocol",
         "app",
@@ -85,12 +94,13 @@ class HTTPProtocol(Connection):
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         loop = loop or asyncio.get_running_loop()
-        self.init_connection(server_state, loop, config.limit_concurrency)
+        self.init_connection(server_state, loop, config.limit_concurrency, config.timeout_write)
         self.config = config
         loaded = config._require_loaded()
         self.app = loaded.app
         self._trusted = loaded.trusted_proxies
         self._parser_class = loaded.parser_class
+        self._head_limits = loaded.head_limits
         self.websockets = loaded.websockets  # False: upgrades are served as plain HTTP
         self._ws_protocol = loaded.ws_protocol
         self.upgrading: ASGICycle | None = None  # a WebSocket handshake awaiting on_switch
@@ -104,8 +114,12 @@ class HTTPProtocol(Connection):
         # Pipelined requests are rare and few: no list until the first one.
         self.pipeline: list[ASGICycle] | None = None
         self._bad_request: BadRequest | None = None
-        self._idle_since = 0.0
+        self._idle_since = 0.0  # when the current IDLE, NEW or HEAD phase began
         self._idle_timer: Timeout | None = None
+        self._body_since = 0.0  # when the app last began to wait for body bytes
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._served = 0  # requests started on this connection
+        self._next_waits = False  # a pipelined request waits for the client to read
         keep_alive = server_state.keep_alive
         if keep_alive is None or keep_alive.loop is not loop:
             keep_alive = server_state.keep_alive = KeepAliveTimers(loop)
@@ -141,6 +155,9 @@ class HTTPProtocol(Connection):
         if self._idle_timer is not None:
             self._keep_alive.cancel(self._idle_timer)
             self._idle_timer = None
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
@@ -150,7 +167,7 @@ class HTTPProtocol(Connection):
                 parser = idle_parsers.pop()
                 parser.sink = self
             else:
-                parser = self._parser_class(self)
+                parser = self._parser_class(self, self._head_limits)
             self.parser = parser
         try:
             parser.feed(data)
@@ -159,7 +176,10 @@ class HTTPProtocol(Connection):
             return
         phase = self.phase
         if (phase is IDLE or phase is NEW) and not parser.idle:
-            self.set_phase(HEAD)  # a head begun, not complete: on_request makes it ACTIVE
+            # A head begun, not complete (on_request makes it ACTIVE): timeouts.header_read
+            # runs from its first byte.
+            self.set_phase(HEAD)
+            self._set_idle()
 
     def eof_received(self) -> bool | None:
         # Half-close: let the current response finish; the transport closes after it. A request
@@ -197,11 +217,16 @@ class HTTPProtocol(Connection):
     def on_request(
         self, method: bytes, target: bytes, http_version: str, headers: list[tuple[bytes, bytes]]
     ) -> None:
+        body_limit = self.config.limit_body_size
+        if body_limit is not None:
+            _check_declared_length(headers, body_limit)
         try:
             cycle = ASGICycle(self.info, method, target, http_version, headers)  # type: ignore[arg-type]
         except ProtocolError as exc:
             raise BadRequest(str(exc)) from None
         cycle.protocol = self
+        if body_limit is not None:
+            cycle.received = 0
         self.parsing = cycle
         phase = self.phase
         if self.current is None and phase is not CLOSING and phase is not CLOSED:
@@ -219,11 +244,17 @@ class HTTPProtocol(Connection):
                 self.pipeline = [cycle]
             else:
                 self.pipeline.append(cycle)
-            self.pause_reading()
+            if len(self.pipeline) >= self.config.limit_pipeline:
+                self.pause_reading()
 
     def on_body(self, data: bytes) -> None:
         cycle = self.parsing
         if cycle is not None:
+            limit = self.config.limit_body_size
+            if limit is not None:
+                cycle.received += len(data)
+                if cycle.received > limit:
+                    raise BadRequest("request body too large", CONTENT_TOO_LARGE)
             cycle.feed_body(data)
             if cycle.buffered > HIGH_WATER:
                 self.pause_reading()
@@ -266,6 +297,10 @@ class HTTPProtocol(Connection):
     # --- running the app -----------------------------------------------------------------------
     def _start(self, cycle: ASGICycle) -> None:
         self.current = cycle
+        self._served += 1
+        limit = self.config.limit_keep_alive_requests
+        if limit is not None and self._served >= limit:
+            cycle.keep_alive = False  # the last one here: its head says connection: close
         app = service_unavailable if self._limit is not None and self.over_limit() else self.app
         self.run_app(app, cycle.scope, cycle.receive, cycle.send, cycle)
 
@@ -317,6 +352,11 @@ class HTTPProtocol(Connection):
             self._reject(self._bad_request)
             return
         if self.pipeline:
+            if self.write_paused:
+                # The client is not reading: answering the next request now would only pile
+                # its response up in memory. resume_writing() starts it.
+                self._next_waits = True
+                return
             self._start(self.pipeline.pop(0))
         else:
             self.current = None
@@ -362,49 +402,99 @@ class HTTPProtocol(Connection):
             self._bad_request = exc
             self.pause_reading()
             return
-        logger.debug("Invalid HTTP request: %s", exc)
+        logger.debug("Invalid HTTP request (%d): %s", exc.status, exc)
         self.write(
-            simple_response(
-                400, b"Invalid HTTP request received.", self.server_state.defaults.encoded
-            ),
+            simple_response(exc.status, _reason(exc.status), self.server_state.defaults.encoded),
             flush=True,
         )
         self.close_transport()
 
     # --- flow control --------------------------------------------------------------------------
+    def pause_writing(self) -> None:
+        # Over the transport's high-water mark: stop reading requests too, so a client that
+        # pipelines and does not read cannot make us hold its responses.
+        Connection.pause_writing(self)
+        self.pause_reading()
+
+    def resume_writing(self) -> None:
+        Connection.resume_writing(self)
+        if self._next_waits:
+            self._next_waits = False
+            if self.pipeline and self.transport is not None:
+                self._start(self.pipeline.pop(0))
+        self.maybe_resume_reading()
+
     def maybe_resume_reading(self) -> None:
-        if not self.read_paused or self.transport is None or self.pipeline:
+        if not self.read_paused or self.transport is None or self.write_paused:
             return
         if self._bad_request is not None:
+            return
+        if self.pipeline and len(self.pipeline) >= self.config.limit_pipeline:
             return
         parsing = self.parsing
         if parsing is not None and parsing.buffered > HIGH_WATER:
             return
         self.resume_reading()
 
-    # --- keep-alive ----------------------------------------------------------------------------
+    # --- timeouts ---------------------------------------------------------------------------
+    # The phases without a request being answered have one timeout each, on the server's
+    # shared KeepAliveTimers: IDLE timeouts.keep_alive, NEW and HEAD timeouts.header_read. The
+    # timer is lazy: armed once, it looks at the phase when it comes up and waits again if the
+    # deadline moved, so a busy keep-alive connection costs one clock read per request.
     def _set_idle(self) -> None:
-        # A lazy timer: armed once, it re-arms itself while the connection keeps being used,
-        # so a busy keep-alive connection costs one clock read per request, not a timer. It is
-        # one of the server's KeepAliveTimers, not a loop timer: a fraction of the memory.
-        self._idle_since = self.loop.time()
-        if self._idle_timer is None:
-            self._idle_timer = self._keep_alive.call_at(
-                self._idle_since + self.config.timeout_keep_alive, self
-            )
+        """An IDLE, NEW or HEAD phase begins now."""
+        now = self._idle_since = self.loop.time()
+        config = self.config
+        timeout = config.timeout_keep_alive if self.phase is IDLE else config.timeout_header_read
+        timer = self._idle_timer
+        if timer is None:
+            self._idle_timer = self._keep_alive.call_at(now + timeout, self)
+        elif now + timeout < timer.when:
+            self._keep_alive.cancel(timer)
+            self._idle_timer = self._keep_alive.call_at(now + timeout, self)
 
     def check_idle(self) -> None:
-        """The keep-alive timeout came up: close if idle that long, else wait again."""
+        """The idle timer came up: act if the phase's deadline passed, else wait again."""
         self._idle_timer = None
         if self.transport is None:
             return
-        if self.phase is ACTIVE or self.phase is CLOSING:
-            return  # busy; _set_idle re-arms when the response is done
-        deadline = self._idle_since + self.config.timeout_keep_alive
-        if self.loop.time() >= deadline:
-            self.close_transport()
+        phase = self.phase
+        if phase is IDLE:
+            deadline = self._idle_since + self.config.timeout_keep_alive
+        elif phase is NEW or phase is HEAD:
+            deadline = self._idle_since + self.config.timeout_header_read
         else:
+            return  # a request is being answered; _set_idle re-arms when it is done
+        if self.loop.time() < deadline:
             self._idle_timer = self._keep_alive.call_at(deadline, self)
+        elif phase is HEAD:
+            # Part of a head and no end to it (slowloris): 408, as nginx answers.
+            self._reject(BadRequest("request head not complete in time", REQUEST_TIMEOUT))
+        else:
+            self.close_transport()  # nothing was asked: nothing to answer
+
+    def waiting_for_body(self) -> None:
+        """The app waits for body bytes (``receive()``): timeouts.body_read runs from now."""
+        now = self._body_since = self.loop.time()
+        if self._body_timer is None:
+            self._body_timer = self.loop.call_at(
+                now + self.config.timeout_body_read, self._check_body
+            )
+
+    def _check_body(self) -> None:
+        self._body_timer = None
+        cycle = self.parsing
+        if self.transport is None or cycle is None or cycle.request_complete:
+            return
+        if self.waiter is None:
+            return  # the app is busy, not waiting: its next receive() starts the clock again
+        deadline = self._body_since + self.config.timeout_body_read
+        if self.loop.time() < deadline:
+            self._body_timer = self.loop.call_at(deadline, self._check_body)
+        elif cycle is self.current and not cycle.response_started:
+            self._reject(BadRequest("request body stalled", REQUEST_TIMEOUT))
+        else:
+            self.close_transport()
 
     # --- shutdown ------------------------------------------------------------------------------
     def _stop_serving(self) -> None:
@@ -435,6 +525,28 @@ class HTTPProtocol(Connection):
             if cycle is not None:
                 cycle.disconnect()
         self.wake()
+
+
+def _check_declared_length(headers: list[tuple[bytes, bytes]], limit: int) -> None:
+    """413 before reading a body whose Content-Length is over limits.body_size."""
+    for name, value in headers:
+        if name == b"content-length" and value.strip().isdigit() and int(value) > limit:
+            raise BadRequest("request body too large", CONTENT_TOO_LARGE)
+
+
+_REASONS: dict[int, bytes] = {}
+
+
+def _reason(status: int) -> bytes:
+    """The body of the server's own error answers."""
+    reason = _REASONS.get(status)
+    if reason is None:
+        if status == 400:
+            reason = b"Invalid HTTP request received."  # uvicorn's words, kept
+        else:
+            reason = http.HTTPStatus(status).phrase.encode("ascii") + b"."
+        _REASONS[status] = reason
+    return reason
 
 
 def _address(value: Any) -> tuple[str, int] | None:

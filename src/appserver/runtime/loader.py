@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from appserver.errors import AppLoadError
+from appserver.http.limits import HeadLimits
 from appserver.http.proxy import TrustedProxies
 from appserver.runtime.logs import logger
 
@@ -35,6 +36,7 @@ class Loaded:
     ws_protocol: Callable[[], type[Any] | None]
     # Built once here, not per connection; None when proxy headers are off.
     trusted_proxies: TrustedProxies | None = None
+    head_limits: HeadLimits = HeadLimits()
 
     @property
     def ws_protocol_class(self) -> type[Any] | None:
@@ -179,4 +181,10 @@ def load(config: Config) -> Loaded:
         trusted_proxies=TrustedProxies(config.forwarded_allow_ips)
         if config.proxy_headers
         else None,
+        head_limits=HeadLimits(
+            request_line=config.limit_request_line,
+            header_count=config.limit_header_count,
+            field_size=config.limit_header_field_size,
+            head_size=config.limit_header_size,
+        ),
     )

@@ -13,7 +13,7 @@ becomes the transport's protocol (``transport.set_protocol``) and the member of
 * reading pauses while ``ws_max_queue`` received messages wait for the app;
 * ``send()`` waits for the transport to drain when the client reads slowly;
 * a keepalive ping every ``ws_ping_interval``, failing with 1011 after ``ws_ping_timeout``;
-* after we send a close frame, the client has ``CLOSE_TIMEOUT`` seconds to answer it.
+* after we send a close frame, the client has ``timeout_websocket_close`` seconds to answer it.
 """
 
 from __future__ import annotations
@@ -34,9 +34,6 @@ if TYPE_CHECKING:
 
 _OPEN = SessionState.OPEN
 
-# How long the client has to answer our close frame before we drop the TCP connection
-# (websockets' own close_timeout default).
-CLOSE_TIMEOUT = 10.0
 
 
 class WebSocketProtocol(Connection):
@@ -48,7 +45,9 @@ class WebSocketProtocol(Connection):
         server_state: ServerState,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        self.init_connection(server_state, loop, config.limit_concurrency, phase=ACTIVE)
+        self.init_connection(
+            server_state, loop, config.limit_concurrency, config.timeout_write, phase=ACTIVE
+        )
         self.config = config
         self.app = config.loaded_app
         self.session: WebSocketSession | None = None
@@ -141,7 +140,9 @@ class WebSocketProtocol(Connection):
         if self._close_timer is None and session.close_expected():
             if self.phase is ACTIVE:
                 self.set_phase(CLOSING)
-            self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._close_timed_out)
+            self._close_timer = self.loop.call_later(
+                self.config.timeout_websocket_close, self._close_timed_out
+            )
             # The client's answering close frame may be behind the messages we left unread;
             # no message matters any more, so read on and let the handshake finish.
             self.resume_reading()
