@@ -9,7 +9,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from appserver.errors import AppLoadError
@@ -36,7 +36,7 @@ class Loaded:
     ws_protocol: Callable[[], type[Any] | None]
     # Built once here, not per connection; None when proxy headers are off.
     trusted_proxies: TrustedProxies | None = None
-    head_limits: HeadLimits = HeadLimits()
+    head_limits: HeadLimits = field(default_factory=HeadLimits)
 
     @property
     def ws_protocol_class(self) -> type[Any] | None:
