@@ -29,9 +29,7 @@ class H11Parser:
     def _new_connection(self) -> h11.Connection:
         # h11 only bounds a head while it is incomplete; the bound is the most a valid head can
         # take, and check_head gives the precise verdict once it is complete.
-        return h11.Connection(
-            h11.SERVER, max_incomplete_event_size=self._limits.max_head_bytes
-        )
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self._limits.max_head_bytes)
 
     def feed(self, data: bytes) -> None:
         if self._switched:
@@ -87,9 +85,7 @@ class H11Parser:
             return BadRequest("request head too large", 431)
         return BadRequest(str(exc))
 
-    def _check_head(
-        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]
-    ) -> None:
+    def _check_head(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         """What h11 lets through but the httptools adapter refuses, refused the same way."""
         self._limits.check_head(method, target, headers)
         length = chunked = False

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 _OPEN = SessionState.OPEN
 
 
-
 class WebSocketProtocol(Connection):
     """One upgraded client connection. Built by the HTTP protocol; see the module docstring."""
 
