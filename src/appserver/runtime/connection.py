@@ -25,8 +25,14 @@ protocol spoken:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import socket
+import struct
+import sys
 from typing import TYPE_CHECKING, Any
+
+from appserver.runtime.logs import logger
 
 if TYPE_CHECKING:
     from appserver.runtime.state import ServerState
@@ -81,6 +87,16 @@ def cancelled_by_peer() -> bool:
 class PhaseError(RuntimeError):
     """A transition :data:`TRANSITIONS` does not allow: a bug in the runtime."""
 
+
+_LINGER_RESET = struct.pack("ii", 1, 0)  # l_onoff=1, l_linger=0: close() sends RST
+
+if sys.platform == "linux":
+    import fcntl
+    import termios
+
+    _SIOCOUTQ: int | None = termios.TIOCOUTQ  # the same request number for TCP sockets
+else:  # pragma: no cover - the transport's own buffer is all we can see
+    _SIOCOUTQ = None
 
 # Buffered writes go out once they reach this many bytes, so an app sending big chunks or
 # messages in a loop still meets the transport's flow control (pause_writing) promptly.
@@ -189,7 +205,42 @@ class Connection(asyncio.Protocol):
         # timeouts.write: a client that leaves this much unread for that long is gone, or an
         # attack; either way it may not hold the buffer (nor, through drain(), the app).
         if self._write_timeout is not None and self._write_timer is None:
-            self._write_timer = self.loop.call_later(self._write_timeout, self.abort)
+            self._write_timer = self.loop.call_later(
+                self._write_timeout, self._check_write, self._unsent()
+            )
+
+    def _unsent(self) -> int:
+        """Bytes the client has not taken yet: our transport's buffer, plus (on Linux) what the
+        kernel still holds unacknowledged. The kernel's part matters: with an autotuned send
+        buffer of several MiB, a slow reader can take bytes for seconds before the transport
+        writes again, and only SIOCOUTQ shows that progress."""
+        transport = self.transport
+        if transport is None:
+            return 0
+        unsent: int = transport.get_write_buffer_size()
+        sock = transport.get_extra_info("socket")
+        if _SIOCOUTQ is not None and sock is not None:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                queued = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+                unsent += struct.unpack("i", queued)[0]
+        return unsent
+
+    def _check_write(self, unsent_before: int) -> None:
+        """timeouts.write came up while writing is paused: a client that took some of what was
+        waiting (a slow reader) gets another period, as nginx's send_timeout counts between
+        two successful writes; one that took nothing is dropped."""
+        self._write_timer = None
+        if not self.write_paused or self.transport is None:
+            return
+        unsent = self._unsent()
+        if unsent < unsent_before:
+            assert self._write_timeout is not None
+            self._write_timer = self.loop.call_later(self._write_timeout, self._check_write, unsent)
+        else:
+            logger.info(
+                "Closing a connection whose client read nothing for %g s", self._write_timeout
+            )
+            self.abort()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -312,8 +363,15 @@ class Connection(asyncio.Protocol):
         self.end_exchanges()
         if self.phase is not CLOSED and self.phase is not UPGRADED and self.phase is not CLOSING:
             self.set_phase(CLOSING)
-        if self.transport is not None:
-            self.transport.abort()
+        transport = self.transport
+        if transport is not None:
+            # Without SO_LINGER 0 the kernel would go on sending what its buffer holds (MiBs
+            # with autotuning) after we let go: reset the connection instead.
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError, AttributeError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            transport.abort()
 
     def end_exchanges(self) -> None:
         """Whatever the app waits for on this connection will not come: wake it. Subclasses
