@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httptools
 
-from appserver.http.limits import URI_TOO_LONG, HeadLimits
+from appserver.http.limits import LINE_OVERHEAD, URI_TOO_LONG, HeadLimits
 from appserver.http.parser import BadRequest, ParserSink
 
 
@@ -80,24 +80,20 @@ class HttptoolsParser:
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_size += len(url)
-        if self._limits.url_too_long(len(self._url)):
+        if len(self._url) > self._limits.request_line:  # the exact check is at the head's end
             raise BadRequest("request line too long", URI_TOO_LONG)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
         if name == b"host":
             self._hosts += 1
-        headers = self._headers
-        headers.append((name, value))
+        self._headers.append((name, value))
         field = len(name) + len(value)
         self._head_size += field
         limits = self._limits
-        if (
-            field > limits.field_size
-            or self._head_size > limits.head_size
-            or len(headers) > limits.header_count
-        ):
-            limits.check_field(len(headers), field, self._head_size)
+        # The count is checked when the head is complete: until then the bytes fed bound it.
+        if field > limits.field_size or self._head_size > limits.head_size:
+            limits.check_field(0, field, self._head_size)
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -110,7 +106,9 @@ class HttptoolsParser:
         self._hosts = 0
         self._in_head = False
         method = parser.get_method()
-        if self._limits.url_too_long(len(url) + len(method)):
+        if len(headers) > self._limits.header_count:
+            raise BadRequest("too many header fields", 431)
+        if len(url) + len(method) + LINE_OVERHEAD > self._limits.request_line:
             raise BadRequest("request line too long", URI_TOO_LONG)
         version = parser.get_http_version()
         # llhttp takes a request line without a version as HTTP/0.9, which RFC 9112 dropped;

@@ -20,7 +20,7 @@ URI_TOO_LONG = 414
 HEADERS_TOO_LARGE = 431
 
 # "METHOD SP target SP HTTP/1.1": what the line holds besides the method and the target.
-_LINE_OVERHEAD = 10
+LINE_OVERHEAD = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +35,9 @@ class HeadLimits:
         """The most bytes a valid head can take on the wire (a bound, with room for syntax)."""
         return self.request_line + self.head_size + 4 * self.header_count + 4
 
-    def url_too_long(self, length: int) -> bool:
-        return length + _LINE_OVERHEAD > self.request_line
-
     def check_head(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         """Raise :class:`BadRequest` (414, 431) when a complete head breaks a limit."""
-        if len(method) + len(target) + _LINE_OVERHEAD > self.request_line:
+        if len(method) + len(target) + LINE_OVERHEAD > self.request_line:
             raise BadRequest("request line too long", URI_TOO_LONG)
         if len(headers) > self.header_count:
             raise BadRequest("too many header fields", HEADERS_TOO_LARGE)

@@ -63,6 +63,7 @@ class HTTPProtocol(Connection):
     __slots__ = (
         "_access_log",
         "_bad_request",
+        "_body_limit",
         "_body_since",
         "_body_timer",
         "_head_limits",
@@ -71,6 +72,7 @@ class HTTPProtocol(Connection):
         "_keep_alive",
         "_next_waits",
         "_parser_class",
+        "_requests_limit",
         "_served",
         "_trusted",
         "_ws_protocol",
@@ -119,6 +121,9 @@ class HTTPProtocol(Connection):
         self._body_since = 0.0  # when the app last began to wait for body bytes
         self._body_timer: asyncio.TimerHandle | None = None
         self._served = 0  # requests started on this connection
+        # Read on every request: kept here, not looked up on the config each time.
+        self._body_limit = config.limit_body_size
+        self._requests_limit = config.limit_keep_alive_requests
         self._next_waits = False  # a pipelined request waits for the client to read
         keep_alive = server_state.keep_alive
         if keep_alive is None or keep_alive.loop is not loop:
@@ -217,7 +222,7 @@ class HTTPProtocol(Connection):
     def on_request(
         self, method: bytes, target: bytes, http_version: str, headers: list[tuple[bytes, bytes]]
     ) -> None:
-        body_limit = self.config.limit_body_size
+        body_limit = self._body_limit
         if body_limit is not None:
             _check_declared_length(headers, body_limit)
         try:
@@ -250,7 +255,7 @@ class HTTPProtocol(Connection):
     def on_body(self, data: bytes) -> None:
         cycle = self.parsing
         if cycle is not None:
-            limit = self.config.limit_body_size
+            limit = self._body_limit
             if limit is not None:
                 cycle.received += len(data)
                 if cycle.received > limit:
@@ -297,9 +302,9 @@ class HTTPProtocol(Connection):
     # --- running the app -----------------------------------------------------------------------
     def _start(self, cycle: ASGICycle) -> None:
         self.current = cycle
-        self._served += 1
-        limit = self.config.limit_keep_alive_requests
-        if limit is not None and self._served >= limit:
+        served = self._served = self._served + 1
+        limit = self._requests_limit
+        if limit is not None and served >= limit:
             cycle.keep_alive = False  # the last one here: its head says connection: close
         app = service_unavailable if self._limit is not None and self.over_limit() else self.app
         self.run_app(app, cycle.scope, cycle.receive, cycle.send, cycle)
@@ -444,8 +449,10 @@ class HTTPProtocol(Connection):
     def _set_idle(self) -> None:
         """An IDLE, NEW or HEAD phase begins now."""
         now = self._idle_since = self.loop.time()
-        config = self.config
-        timeout = config.timeout_keep_alive if self.phase is IDLE else config.timeout_header_read
+        if self.phase is IDLE:
+            timeout = self.config.timeout_keep_alive
+        else:
+            timeout = self.config.timeout_header_read
         timer = self._idle_timer
         if timer is None:
             self._idle_timer = self._keep_alive.call_at(now + timeout, self)
