@@ -4,20 +4,35 @@ h11 is a full connection state machine; we only use its reading half. After each
 request we start a fresh ``h11.Connection`` on the bytes that followed it (``trailing_data``),
 so responses never pass through h11: the shared cycle frames them, and both parsers answer
 with the same bytes.
+
+The bytes of each head are kept until h11 has parsed it, for the checks llhttp makes and h11
+does not (bare CR/LF, obs-fold, control characters: :func:`appserver.http.strict.check_raw_head`)
+and to tell the cause of h11's own refusals apart the way the httptools adapter does.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import h11
 
 from appserver.http.limits import URI_TOO_LONG, HeadLimits
 from appserver.http.parser import BadRequest, ParserSink
+from appserver.http.strict import (
+    NOT_IMPLEMENTED,
+    check_raw_head,
+    check_request,
+    check_version,
+    transfer_coding_status,
+)
+
+_TRANSFER_ENCODING = re.compile(rb"(?im)^transfer-encoding[ \t]*:([^\r\n]*)")
+_CONTENT_LENGTH = re.compile(rb"(?im)^content-length[ \t]*:([^\r\n]*)")
 
 
 class H11Parser:
-    __slots__ = ("_conn", "_limits", "_switched", "idle", "sink")
+    __slots__ = ("_conn", "_head", "_limits", "_switched", "idle", "sink")
 
     def __init__(self, sink: ParserSink, limits: HeadLimits | None = None) -> None:
         self.sink = sink
@@ -25,6 +40,8 @@ class H11Parser:
         self._conn = self._new_connection()
         self._switched = False
         self.idle = True
+        # The bytes given to h11 since the current head began; None while a body is read.
+        self._head: list[bytes] | None = []
 
     def _new_connection(self) -> h11.Connection:
         # h11 only bounds a head while it is incomplete; the bound is the most a valid head can
@@ -35,6 +52,14 @@ class H11Parser:
         if self._switched:
             return
         conn = self._conn
+        head = self._head
+        if head is not None:
+            if not head:
+                # RFC 9112 §2.2: empty lines before a request line are ignored (llhttp does).
+                data = data.lstrip(b"\r\n")
+                if not data:
+                    return
+            head.append(data)
         conn.receive_data(data)
         self.idle = False
         sink = self.sink
@@ -51,10 +76,18 @@ class H11Parser:
                 # raw_items() is a plain list; iterating the Headers sequence itself goes
                 # through the slow generic Sequence.__iter__.
                 headers = [(name.lower(), value) for name, value in event.headers.raw_items()]
+                raw = self._take_head()
+                raw = raw[: len(raw) - len(conn.trailing_data[0])]
+                check_raw_head(raw)
+                if any(name == b"content-length" for name, _ in headers):
+                    # h11 folds repeated equal Content-Lengths into one; llhttp refuses them.
+                    values = _CONTENT_LENGTH.findall(raw)
+                    if len(values) > 1 or b"," in values[0]:
+                        raise BadRequest("invalid or repeated Content-Length")
+                version = check_version(event.http_version.decode("ascii"))
                 self._check_head(event.method, event.target, headers)
-                sink.on_request(
-                    event.method, event.target, event.http_version.decode("ascii"), headers
-                )
+                check_request(event.method, event.target, version, headers)
+                sink.on_request(event.method, event.target, version, headers)
             elif event_type is h11.Data:
                 sink.on_body(bytes(event.data))
             elif event_type is h11.EndOfMessage:
@@ -63,9 +96,10 @@ class H11Parser:
                     sink.on_switch(conn.trailing_data[0])
                     return
                 # A fresh connection for the next request on this one: see the module docstring.
-                trailing = conn.trailing_data[0]
+                trailing = conn.trailing_data[0].lstrip(b"\r\n")
                 conn = self._conn = self._new_connection()
                 self.idle = not trailing
+                self._head = [trailing] if trailing else []
                 if trailing:
                     conn.receive_data(trailing)
             elif event is h11.PAUSED:
@@ -75,7 +109,33 @@ class H11Parser:
             elif event_type is h11.ConnectionClosed:
                 return
 
+    def _take_head(self) -> bytes:
+        head = self._head
+        self._head = None
+        if not head:
+            return b""
+        return head[0] if len(head) == 1 else b"".join(head)
+
     def _error(self, exc: h11.RemoteProtocolError) -> BadRequest:
+        if self._head:
+            raw = b"".join(self._head)
+            end = raw.find(b"\r\n\r\n")
+            try:
+                check_raw_head(raw if end < 0 else raw[: end + 4])
+            except BadRequest as ours:
+                return ours  # the verdict llhttp gives these, before h11's own
+            if exc.error_status_hint == NOT_IMPLEMENTED:
+                # h11 decodes chunked only. Which coding broke the rule decides the status,
+                # as check_request decides it for llhttp: chunked not last, 400; else 501.
+                codings = [
+                    c.strip().lower()
+                    for match in _TRANSFER_ENCODING.finditer(raw if end < 0 else raw[:end])
+                    for c in match.group(1).split(b",")
+                ]
+                try:
+                    transfer_coding_status(codings)
+                except BadRequest as ours:
+                    return ours
         if exc.error_status_hint == 431:
             # The head outgrew max_head_bytes before it was complete: the request line, if it
             # never ended, else the header fields (the verdicts httptools reaches as it reads).

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import httptools
 
 from appserver.http.limits import LINE_OVERHEAD, URI_TOO_LONG, HeadLimits
 from appserver.http.parser import BadRequest, ParserSink
+from appserver.http.strict import check_request, check_version
+
+# The request line up to its version's digits: method SP target SP "HTTP/" major "." minor.
+_REQUEST_LINE = re.compile(rb"([!-~]+ [!-~]+ HTTP/)([0-9]\.[0-9])\r\n")
 
 
 class HttptoolsParser:
@@ -41,6 +47,7 @@ class HttptoolsParser:
     def feed(self, data: bytes) -> None:
         if self._switched:
             return
+        fresh = self.idle  # no byte of a request before this feed: data begins with one
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -55,6 +62,19 @@ class HttptoolsParser:
             cause = exc.__context__  # what a callback of ours raised, status and all
             if isinstance(cause, BadRequest):
                 raise cause from None
+            if fresh and "version" in str(exc).lower():
+                # llhttp knows HTTP/1.0, 1.1 and 2.0 only; what it refuses gets the verdict
+                # check_version gives h11: 505 for HTTP/2+, HTTP/1.x served as 1.1.
+                line = _REQUEST_LINE.match(data.lstrip(b"\r\n"))
+                if line is not None and line.group(2) not in (b"1.0", b"1.1"):
+                    version = check_version(line.group(2).decode("ascii"))
+                    self._parser = httptools.HttpRequestParser(self)
+                    self.idle = True
+                    self._in_head = False
+                    self._url, self._headers, self._head_size, self._hosts = b"", [], 0, 0
+                    fixed = data.lstrip(b"\r\n")
+                    self.feed(line.group(1) + version.encode() + fixed[line.end(2) :])
+                    return
             raise BadRequest(str(exc) or "malformed request") from None
         if self._in_head:
             # llhttp keeps the parts of a header line it has not finished on its own, without
@@ -114,10 +134,11 @@ class HttptoolsParser:
         # llhttp takes a request line without a version as HTTP/0.9, which RFC 9112 dropped;
         # and it does not check Host, which RFC 9112 §3.2 requires: exactly one in HTTP/1.1,
         # never more than one. h11 refuses both; so do we, on both parsers.
-        if version == "0.9":
-            raise BadRequest("HTTP/0.9 is not supported")
+        if version != "1.1":
+            version = check_version(version)  # 0.9 refused, 2.0 is 505
         if hosts != 1 and (hosts > 1 or version == "1.1"):
             raise BadRequest("HTTP/1.1 requests need exactly one Host header")
+        check_request(method, url, version, headers)
         self.sink.on_request(method, url, version, headers)
 
     def on_body(self, body: bytes) -> None:

@@ -1,0 +1,123 @@
+"""Strict HTTP/1.1 (RFC 9112): one verdict for a request head, whichever parser read it.
+
+h11 and llhttp (httptools) are both strict parsers, but not in the same places. Both adapters
+hand every complete head to :func:`check_request` before the request reaches the runtime, and
+the h11 adapter also runs :func:`check_raw_head` on the bytes of the head (llhttp refuses
+those cases itself), so that what one parser would let through and the other refuse gets one
+answer. The policy, in RFC order:
+
+1. Bare CR, bare LF and obs-fold in a head (§2.2, §5.2) are refused with 400 (both MAYs;
+   llhttp refuses, so h11 must too). Empty lines before the request line are ignored (§2.2).
+2. Versions (§2.3): ``HTTP/1.x`` for x >= 2 is served as HTTP/1.1 (a higher minor version is
+   compatible); ``HTTP/2.0`` and above on this HTTP/1.1 connection get 505.
+3. Methods are tokens; only the methods llhttp knows are served (h11 takes any token, llhttp
+   refuses the rest), the others get 400.
+4. Host (§3.2): exactly one in HTTP/1.1 (the adapters), and a valid ``uri-host [":" port]``:
+   no userinfo, no spaces or slashes, a numeric port.
+5. An absolute-form target (§3.2.2) wins over Host: the server MUST use the target's authority,
+   so the app sees it in its ``host`` header.
+6. Content-Length (§6.3): one field, digits only; several fields or a list (``5, 5``) are refused
+   rather than folded, as llhttp does.
+7. Transfer-Encoding (§6.1): in an HTTP/1.0 request it is refused (400); chunked must be the
+   final coding (else 400); any other coding we cannot decode gets 501 (RFC 9110 §15.6.2).
+"""
+
+from __future__ import annotations
+
+import re
+
+from appserver.http.parser import BadRequest
+
+NOT_IMPLEMENTED = 501
+VERSION_NOT_SUPPORTED = 505
+
+# The request methods llhttp accepts in request mode (llhttp's HTTP method table).
+KNOWN_METHODS = frozenset(
+    b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH "
+    b"SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY "
+    b"SUBSCRIBE UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
+)
+
+# uri-host [":" port] (RFC 3986 §3.2.2): an IP-literal in brackets, or a reg-name / IPv4 of
+# unreserved, pct-encoded and sub-delims characters; never "@" (userinfo), "/", spaces.
+_HOST = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?",
+)
+
+# In a raw head: a control character other than HTAB, CR and LF; a CR not followed by LF; an
+# LF not preceded by CR; a line that begins with SP or HTAB (obs-fold).
+_BAD_RAW = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]")
+
+
+def check_raw_head(head: bytes) -> None:
+    """Refuse a head (request line to the empty line) with bare CR/LF, obs-fold or controls."""
+    match = _BAD_RAW.search(head)
+    if match is not None:
+        found = match.group()
+        if found.startswith(b"\n"):
+            raise BadRequest("obsolete line folding in the request head")
+        if found in (b"\r", b"\n"):
+            raise BadRequest("bare CR or LF in the request head")
+        raise BadRequest("control character in the request head")
+
+
+def transfer_coding_status(codings: list[bytes]) -> None:
+    """RFC 9112 §6.1, §7: chunked must be the final coding and applied once (else 400); any
+    other coding is one we do not decode (501)."""
+    if not codings or codings[-1] != b"chunked" or b"chunked" in codings[:-1]:
+        raise BadRequest("Transfer-Encoding does not end with one chunked")
+    if len(codings) > 1:
+        raise BadRequest("unsupported transfer coding", NOT_IMPLEMENTED)
+
+
+def check_version(version: str) -> str:
+    """The version to serve ("1.0" or "1.1"); raises 505 for HTTP/2 and above."""
+    if version == "1.1" or version == "1.0":
+        return version
+    major, _, minor = version.partition(".")
+    if major == "1":
+        return "1.1"  # RFC 9112 §2.3: a higher minor version is served as ours
+    if major == "0":
+        raise BadRequest("HTTP/0.9 is not supported")
+    raise BadRequest(f"HTTP/{version} is not supported here", VERSION_NOT_SUPPORTED)
+
+
+def check_request(
+    method: bytes, target: bytes, version: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Refuse a head RFC 9112 refuses (see the module docstring). ``headers`` have lower-cased
+    names; the Host header of an absolute-form request is replaced in place."""
+    if method not in KNOWN_METHODS:
+        raise BadRequest(f"unknown method {method[:20]!r}")
+    host_index = -1
+    lengths = 0
+    codings: list[bytes] | None = None
+    for index, (name, value) in enumerate(headers):
+        if name == b"host":
+            host_index = index
+        elif name == b"content-length":
+            lengths += 1
+            if lengths > 1 or not value.strip().isdigit():
+                raise BadRequest("invalid or repeated Content-Length")
+        elif name == b"transfer-encoding":
+            if codings is None:
+                codings = []
+            codings.extend(c.strip().lower() for c in value.split(b","))
+    if codings is not None:
+        if version == "1.0":
+            raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+        transfer_coding_status(codings)
+    if host_index >= 0 and _HOST.fullmatch(headers[host_index][1].strip()) is None:
+        raise BadRequest("invalid Host header")
+    if target[:1] != b"/" and target != b"*" and method != b"CONNECT":
+        # Absolute form: its authority is the request's host (the target itself is checked,
+        # and split, by the request cycle).
+        scheme, sep, rest = target.partition(b"://")
+        if sep:
+            authority = rest.split(b"/", 1)[0].split(b"?", 1)[0]
+            if b"@" in authority or _HOST.fullmatch(authority) is None:
+                raise BadRequest("invalid authority in the request target")
+            if host_index >= 0:
+                headers[host_index] = (b"host", authority)
+            else:
+                headers.append((b"host", authority))
