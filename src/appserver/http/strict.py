@@ -74,7 +74,7 @@ def check_version(version: str) -> str:
     """The version to serve ("1.0" or "1.1"); raises 505 for HTTP/2 and above."""
     if version == "1.1" or version == "1.0":
         return version
-    major, _, minor = version.partition(".")
+    major = version.partition(".")[0]
     if major == "1":
         return "1.1"  # RFC 9112 §2.3: a higher minor version is served as ours
     if major == "0":
@@ -112,7 +112,7 @@ def check_request(
     if target[:1] != b"/" and target != b"*" and method != b"CONNECT":
         # Absolute form: its authority is the request's host (the target itself is checked,
         # and split, by the request cycle).
-        scheme, sep, rest = target.partition(b"://")
+        _, sep, rest = target.partition(b"://")
         if sep:
             authority = rest.split(b"/", 1)[0].split(b"?", 1)[0]
             if b"@" in authority or _HOST.fullmatch(authority) is None:
