@@ -10,14 +10,16 @@ from appserver.http.limits import LINE_OVERHEAD, URI_TOO_LONG, HeadLimits
 from appserver.http.parser import BadRequest, ParserSink
 from appserver.http.strict import check_request, check_version
 
-# The request line up to its version's digits: method SP target SP "HTTP/" major "." minor.
-_REQUEST_LINE = re.compile(rb"([!-~]+ [!-~]+ HTTP/)([0-9]\.[0-9])\r\n")
+# The request line up to its version's digits: method SP target SP "HTTP/" major "." minor,
+# then its end (or the end of what has arrived: llhttp refuses a version as soon as it is read).
+_REQUEST_LINE = re.compile(rb"([!-~]+ [!-~]+ HTTP/)([0-9]\.[0-9])(?:\r\n|\r?\Z)")
 
 
 class HttptoolsParser:
     __slots__ = (
         "_head_fed",
         "_head_size",
+        "_head_start",
         "_headers",
         "_hosts",
         "_in_head",
@@ -36,6 +38,7 @@ class HttptoolsParser:
         self._limits = limits or HeadLimits()
         self._in_head = False  # between on_message_begin and on_headers_complete
         self._head_fed = 0  # bytes fed while a head was arriving (see feed)
+        self._head_start: bytes | None = None  # a split head's first bytes (see feed)
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -47,7 +50,11 @@ class HttptoolsParser:
     def feed(self, data: bytes) -> None:
         if self._switched:
             return
-        fresh = self.idle  # no byte of a request before this feed: data begins with one
+        # The bytes of the head being read, from its start, when known: this feed's if no byte
+        # of a request came before it, else those kept by earlier feeds of a split head. Only
+        # a refusal of llhttp's needs them (see _version_refused).
+        head = self._head_start
+        start: bytes | None = data if self.idle else (head + data if head is not None else None)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -62,21 +69,23 @@ class HttptoolsParser:
             cause = exc.__context__  # what a callback of ours raised, status and all
             if isinstance(cause, BadRequest):
                 raise cause from None
-            if fresh and "version" in str(exc).lower():
+            if start is not None and "version" in str(exc).lower():
                 # llhttp knows HTTP/1.0, 1.1 and 2.0 only; what it refuses gets the verdict
                 # check_version gives h11: 505 for HTTP/2+, HTTP/1.x served as 1.1.
-                line = _REQUEST_LINE.match(data.lstrip(b"\r\n"))
+                start = start.lstrip(b"\r\n")
+                line = _REQUEST_LINE.match(start)
                 if line is not None and line.group(2) not in (b"1.0", b"1.1"):
                     version = check_version(line.group(2).decode("ascii"))
                     self._parser = httptools.HttpRequestParser(self)
                     self.idle = True
                     self._in_head = False
+                    self._head_start = None
                     self._url, self._headers, self._head_size, self._hosts = b"", [], 0, 0
-                    fixed = data.lstrip(b"\r\n")
-                    self.feed(line.group(1) + version.encode() + fixed[line.end(2) :])
+                    self.feed(line.group(1) + version.encode() + start[line.end(2) :])
                     return
             raise BadRequest(str(exc) or "malformed request") from None
         if self._in_head:
+            self._head_start = start if start is not None and len(start) <= 512 else None
             # llhttp keeps the parts of a header line it has not finished on its own, without
             # a bound: count what was fed while a head is arriving (this feed's bytes may
             # include earlier requests; the bound leaves room for that).
@@ -125,6 +134,7 @@ class HttptoolsParser:
         self._head_size = 0
         self._hosts = 0
         self._in_head = False
+        self._head_start = None
         method = parser.get_method()
         if len(headers) > self._limits.header_count:
             raise BadRequest("too many header fields", 431)
