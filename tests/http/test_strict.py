@@ -151,7 +151,7 @@ def test_strict(http: str, case: str) -> None:
     "case", ["chunk-negative", "http-3.0", "http-1.2-served-as-1.1", "te-gzip-chunked", "obs-fold"]
 )
 def test_strict_verdicts_hold_when_split_at_every_offset(http: str, case: str) -> None:
-    request, status, closes, _ = CASES[case]
+    request, status, _, _ = CASES[case]
 
     async def main() -> list[int]:
         statuses = []
