@@ -42,9 +42,7 @@ CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
     "cl-hex": (POST + b"Content-Length: 0x5\r\n\r\nhello", 400, True, None),
     "cl-list": (POST + b"Content-Length: 5, 6\r\n\r\nhello", 400, True, None),
     "cl-equal-list": (POST + b"Content-Length: 5, 5\r\n\r\nhello", 400, True, None),
-    "cl-repeated": (
-        POST + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 400, True, None
-    ),
+    "cl-repeated": (POST + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 400, True, None),
     "cl-and-te": (
         POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         400,
@@ -53,7 +51,10 @@ CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
     ),
     # Transfer-Encoding (RFC 9112 §6.1)
     "te-gzip-chunked": (
-        POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 501, True, None
+        POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        501,
+        True,
+        None,
     ),
     "te-chunked-gzip": (POST + b"Transfer-Encoding: chunked, gzip\r\n\r\nhello", 400, True, None),
     "te-unknown": (POST + b"Transfer-Encoding: foo\r\n\r\nhello", 400, True, None),
@@ -104,7 +105,10 @@ CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
         b"1.1|/p|other:8080|",
     ),
     "absolute-form-userinfo": (
-        b"GET http://user@other/p HTTP/1.1\r\nHost: x\r\n\r\n", 400, True, None
+        b"GET http://user@other/p HTTP/1.1\r\nHost: x\r\n\r\n",
+        400,
+        True,
+        None,
     ),
     # Versions (RFC 9112 §2.3)
     "http-2.0": (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, True, None),

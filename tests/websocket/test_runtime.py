@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 from typing import Any
 
@@ -279,5 +281,39 @@ def test_shutdown_answers_a_waiting_receive_without_the_clients_close(http: str)
             client.close()
             await asyncio.wait_for(shutdown, 5)
         assert server.server_state.tasks == set()
+
+    run(main())
+
+
+def test_peer_that_pings_and_never_reads_is_bounded(http: str) -> None:
+    # Every ping is answered with a pong; a peer that floods pings and reads nothing must not
+    # grow our buffer: once it leaves our writes unread, we stop reading its pings.
+    async def main() -> None:
+        async with serve(echo_app, http, ws_ping_interval=None, timeout_write=30) as (
+            server,
+            port,
+        ):
+            client = await RawClient.connect(port)
+            await client.handshake()
+            sock = client.writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            ping = frame(PING, b"p" * 125)
+            protocol = _ws_connections(server)[0]
+            largest = 0
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 3
+            while not protocol.read_paused:
+                assert loop.time() < deadline, "reading never paused"
+                client.send(ping * 256)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(client.writer.drain(), 0.05)
+                largest = max(largest, protocol.transport.get_write_buffer_size())
+            for _ in range(20):  # the client goes on; the server takes nothing more
+                client.send(ping * 256)
+                await asyncio.sleep(0.01)
+                largest = max(largest, protocol.transport.get_write_buffer_size())
+            assert protocol.read_paused
+            assert largest < 1024 * 1024
+            client.writer.transport.abort()
 
     run(main())

@@ -112,6 +112,20 @@ class WebSocketProtocol(Connection):
             self.session.connection_lost()
         Connection.connection_lost(self, exc)
 
+    # --- flow control ------------------------------------------------------------------------------
+    def pause_writing(self) -> None:
+        # The peer leaves our writes unread: stop reading from it too. Every ping it sends is
+        # answered with a pong, so a peer that pings and never reads would otherwise grow our
+        # buffer without bound; now its pings wait in its own socket buffers.
+        Connection.pause_writing(self)
+        self.pause_reading()
+
+    def resume_writing(self) -> None:
+        Connection.resume_writing(self)
+        session = self.session
+        if session is not None and session.queued < self.max_queue:
+            self.resume_reading()
+
     # --- output ------------------------------------------------------------------------------------
     def send_pending(self, hold: bool = False) -> None:
         """Move what the session has for the network into the write buffer; close when it says.
@@ -162,7 +176,7 @@ class WebSocketProtocol(Connection):
                 if not cancelled_by_peer():
                     raise
             message = session.next_event()
-        if self.read_paused and session.queued < self.max_queue:
+        if self.read_paused and session.queued < self.max_queue and not self.write_paused:
             self.resume_reading()
         return message
 
