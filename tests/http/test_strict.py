@@ -130,6 +130,9 @@ CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
     "chunk-0x": (CHUNKED + b"0x5\r\nhello\r\n0\r\n\r\n", 400, True, None),
     "chunk-leading-space": (CHUNKED + b" 5\r\nhello\r\n0\r\n\r\n", 400, True, None),
     "chunk-bad-terminator": (CHUNKED + b"5\r\nhelloXX0\r\n\r\n", 400, True, None),
+    "chunk-space-after-size": (CHUNKED + b"5 \r\nhello\r\n0\r\n\r\n", 400, True, None),
+    "chunk-size-overflow": (CHUNKED + b"ffffffffffffffffff\r\nhello\r\n0\r\n\r\n", 400, True, None),
+    "chunk-bare-lf": (CHUNKED + b"5\nhello\n0\n\n", 400, True, None),
     "chunk-extension": (CHUNKED + b"5;a=b\r\nhello\r\n0\r\n\r\n", 200, False, b"1.1|/|x|hello"),
     "trailer": (CHUNKED + b"5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n", 200, False, b"1.1|/|x|hello"),
     "bad-trailer": (CHUNKED + b"5\r\nhello\r\n0\r\nX T: 1\r\n\r\n", 400, True, None),
@@ -152,7 +155,15 @@ def test_strict(http: str, case: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "case", ["chunk-negative", "http-3.0", "http-1.2-served-as-1.1", "te-gzip-chunked", "obs-fold"]
+    "case",
+    [
+        "chunk-negative",
+        "chunk-size-overflow",
+        "http-3.0",
+        "http-1.2-served-as-1.1",
+        "te-gzip-chunked",
+        "obs-fold",
+    ],
 )
 def test_strict_verdicts_hold_when_split_at_every_offset(http: str, case: str) -> None:
     request, status, _, _ = CASES[case]

@@ -21,6 +21,7 @@ from appserver.http.limits import URI_TOO_LONG, HeadLimits
 from appserver.http.parser import BadRequest, ParserSink
 from appserver.http.strict import (
     NOT_IMPLEMENTED,
+    ChunkedChecker,
     check_raw_head,
     check_request,
     check_version,
@@ -32,7 +33,7 @@ _CONTENT_LENGTH = re.compile(rb"(?im)^content-length[ \t]*:([^\r\n]*)")
 
 
 class H11Parser:
-    __slots__ = ("_conn", "_head", "_limits", "_switched", "idle", "sink")
+    __slots__ = ("_chunks", "_conn", "_head", "_limits", "_switched", "idle", "sink")
 
     def __init__(self, sink: ParserSink, limits: HeadLimits | None = None) -> None:
         self.sink = sink
@@ -42,6 +43,8 @@ class H11Parser:
         self.idle = True
         # The bytes given to h11 since the current head began; None while a body is read.
         self._head: list[bytes] | None = []
+        # Checks a chunked body's framing as llhttp would (h11 is laxer there); None otherwise.
+        self._chunks: ChunkedChecker | None = None
 
     def _new_connection(self) -> h11.Connection:
         # h11 only bounds a head while it is incomplete; the bound is the most a valid head can
@@ -60,6 +63,8 @@ class H11Parser:
                 if not data:
                     return
             head.append(data)
+        elif self._chunks is not None:
+            self._chunks.feed(data)
         conn.receive_data(data)
         self.idle = False
         sink = self.sink
@@ -87,6 +92,9 @@ class H11Parser:
                 version = check_version(event.http_version.decode("ascii"))
                 self._check_head(event.method, event.target, headers)
                 check_request(event.method, event.target, version, headers)
+                if any(name == b"transfer-encoding" for name, _ in headers):
+                    self._chunks = ChunkedChecker()
+                    self._chunks.feed(conn.trailing_data[0])  # the body's bytes so far
                 sink.on_request(event.method, event.target, version, headers)
             elif event_type is h11.Data:
                 sink.on_body(bytes(event.data))
@@ -96,6 +104,7 @@ class H11Parser:
                     sink.on_switch(conn.trailing_data[0])
                     return
                 # A fresh connection for the next request on this one: see the module docstring.
+                self._chunks = None
                 trailing = conn.trailing_data[0].lstrip(b"\r\n")
                 conn = self._conn = self._new_connection()
                 self.idle = not trailing

@@ -121,3 +121,79 @@ def check_request(
                 headers[host_index] = (b"host", authority)
             else:
                 headers.append((b"host", authority))
+
+
+# chunk-size [ chunk-ext ] (RFC 9112 §7.1, §7.1.1): 1 to 16 hex digits (a size that fits in 64
+# bits, as llhttp requires), then extensions with BWS only around ";" and "=".
+_CHUNK_LINE = re.compile(
+    rb"[0-9A-Fa-f]{1,16}"
+    rb"(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+    rb"(?:[ \t]*=[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|\"(?:[^\"\\\\\r\n]|\\\\.)*\"))?)*"
+)
+_MAX_CHUNK_LINE = 4096
+
+
+class ChunkedChecker:
+    """Checks the framing of a chunked body as llhttp does, for the h11 adapter (h11 accepts a
+    space after the size, sizes past 64 bits and bare LF line ends, and then waits).
+
+    Fed the raw bytes from the start of the body on; raises :class:`BadRequest` on the first
+    fault, and ignores whatever follows the body's end (the next request's bytes).
+    """
+
+    __slots__ = ("_left", "_line", "_state")
+
+    def __init__(self) -> None:
+        self._state = "size"  # size | data | data-end | trailer | done
+        self._line = b""
+        self._left = 0
+
+    def feed(self, data: bytes) -> None:
+        pos = 0
+        end = len(data)
+        while pos < end and self._state != "done":
+            state = self._state
+            if state == "data":
+                size = min(self._left, end - pos)
+                self._left -= size
+                pos += size
+                if not self._left:
+                    self._state = "data-end"
+                continue
+            if state == "data-end":
+                have = self._line
+                piece = data[pos : pos + 2 - len(have)]
+                pos += len(piece)
+                have += piece
+                if not b"\r\n".startswith(have):
+                    raise BadRequest("invalid chunk terminator")
+                if len(have) == 2:
+                    self._line = b""
+                    self._state = "size"
+                else:
+                    self._line = have
+                continue
+            newline = data.find(b"\n", pos)
+            piece = data[pos:] if newline < 0 else data[pos : newline + 1]
+            pos += len(piece)
+            line = self._line + piece
+            if newline < 0:
+                if len(line) > _MAX_CHUNK_LINE:
+                    raise BadRequest("chunk line too long")
+                self._line = line
+                continue
+            self._line = b""
+            if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
+                raise BadRequest("bare CR or LF in a chunked body")
+            line = line[:-2]
+            if state == "size":
+                if _CHUNK_LINE.fullmatch(line) is None:
+                    raise BadRequest("invalid chunk size line")
+                size = int(line.split(b";", 1)[0].rstrip(b" \t"), 16)
+                if size:
+                    self._left = size
+                    self._state = "data"
+                else:
+                    self._state = "trailer"
+            elif not line:  # state == "trailer": the empty line ends the body
+                self._state = "done"
