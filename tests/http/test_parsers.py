@@ -31,9 +31,9 @@ class Sink:
     def on_body(self, data: bytes) -> None:
         self.events.append(("body", data))
 
-    def on_request_end(self) -> bool:
+    def on_request_end(self) -> int:
         self.events.append(("end",))
-        return False
+        return 0  # CONTINUE
 
     def on_switch(self, trailing: bytes) -> None:
         raise AssertionError("no upgrade here")

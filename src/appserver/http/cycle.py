@@ -32,7 +32,14 @@ from appserver.http.target import split_target
 
 ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.4"}
 _CYCLE_HEADERS = frozenset(
-    (b"connection", b"expect", b"upgrade", b"x-forwarded-for", b"x-forwarded-proto")
+    (
+        b"connection",
+        b"expect",
+        b"upgrade",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"proxy-connection",
+    )
 )
 
 
@@ -151,6 +158,10 @@ class RequestCycle:
                 upgrade = value.lower()
             elif name == b"x-forwarded-for":
                 forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
+            elif name == b"proxy-connection":
+                # Not a standard field, but clients send it and llhttp closes on it: so do we,
+                # on both parsers.
+                connection_close = connection_close or b"close" in value.lower()
             else:
                 forwarded_proto = value
 

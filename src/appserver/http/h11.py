@@ -18,7 +18,7 @@ from typing import Any
 import h11
 
 from appserver.http.limits import URI_TOO_LONG, HeadLimits
-from appserver.http.parser import BadRequest, ParserSink
+from appserver.http.parser import CLOSE, SWITCH, BadRequest, ParserSink
 from appserver.http.strict import (
     NOT_IMPLEMENTED,
     ChunkedChecker,
@@ -92,16 +92,21 @@ class H11Parser:
                 version = check_version(event.http_version.decode("ascii"))
                 self._check_head(event.method, event.target, headers)
                 check_request(event.method, event.target, version, headers)
+                sink.on_request(event.method, event.target, version, headers)
                 if any(name == b"transfer-encoding" for name, _ in headers):
+                    # After on_request, as llhttp reports the head before it reads the body.
                     self._chunks = ChunkedChecker()
                     self._chunks.feed(conn.trailing_data[0])  # the body's bytes so far
-                sink.on_request(event.method, event.target, version, headers)
             elif event_type is h11.Data:
                 sink.on_body(bytes(event.data))
             elif event_type is h11.EndOfMessage:
-                if sink.on_request_end():
+                after = sink.on_request_end()
+                if after == SWITCH:
                     self._switched = True
                     sink.on_switch(conn.trailing_data[0])
+                    return
+                if after == CLOSE:
+                    self._switched = True  # no further request is read on this connection
                     return
                 # A fresh connection for the next request on this one: see the module docstring.
                 self._chunks = None

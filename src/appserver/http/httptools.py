@@ -7,12 +7,15 @@ import re
 import httptools
 
 from appserver.http.limits import LINE_OVERHEAD, URI_TOO_LONG, HeadLimits
-from appserver.http.parser import BadRequest, ParserSink
+from appserver.http.parser import CLOSE, SWITCH, BadRequest, ParserSink
 from appserver.http.strict import check_request, check_version
 
 # The request line up to its version's digits: method SP target SP "HTTP/" major "." minor,
 # then its end (or the end of what has arrived: llhttp refuses a version as soon as it is read).
 _REQUEST_LINE = re.compile(rb"([!-~]+ [!-~]+ HTTP/)([0-9]\.[0-9])(?:\r\n|\r?\Z)")
+
+
+_OWS = (0x20, 0x09)
 
 
 class HttptoolsParser:
@@ -25,6 +28,7 @@ class HttptoolsParser:
         "_in_head",
         "_limits",
         "_parser",
+        "_stopped",
         "_switched",
         "_switching",
         "_url",
@@ -46,9 +50,10 @@ class HttptoolsParser:
         self._hosts = 0
         self._switching = False
         self._switched = False
+        self._stopped = False  # the sink said CLOSE: callbacks for what follows are ignored
 
     def feed(self, data: bytes) -> None:
-        if self._switched:
+        if self._switched or self._stopped:
             return
         # The bytes of the head being read, from its start, when known: this feed's if no byte
         # of a request came before it, else those kept by earlier feeds of a split head. Only
@@ -66,6 +71,8 @@ class HttptoolsParser:
                 # An Upgrade we did not take: llhttp resumes, and so do we (RFC 9110 §7.8).
                 self.feed(trailing)
         except httptools.HttpParserError as exc:
+            if self._stopped:
+                return  # llhttp refusing bytes after a request that closes: ignored anyway
             cause = exc.__context__  # what a callback of ours raised, status and all
             if isinstance(cause, BadRequest):
                 raise cause from None
@@ -100,6 +107,8 @@ class HttptoolsParser:
     # inline, to keep Python calls per request few. llhttp has no head size limit of its own
     # (h11 has max_incomplete_event_size), so we count.
     def on_message_begin(self) -> None:
+        if self._stopped:
+            return
         # The only sign that a next request has started: llhttp reads its method without a
         # callback, and a parser that had read "GET " must not serve another connection.
         self.idle = False
@@ -107,13 +116,19 @@ class HttptoolsParser:
         self._head_fed = 0
 
     def on_url(self, url: bytes) -> None:
+        if self._stopped:
+            return
         self._url += url
         self._head_size += len(url)
         if len(self._url) > self._limits.request_line:  # the exact check is at the head's end
             raise BadRequest("request line too long", URI_TOO_LONG)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._stopped:
+            return
         name = name.lower()
+        if value and value[-1] in _OWS:
+            value = value.rstrip(b" \t")  # RFC 9110 §5.5: not part of the value (h11 strips it)
         if name == b"host":
             self._hosts += 1
         self._headers.append((name, value))
@@ -125,6 +140,8 @@ class HttptoolsParser:
             limits.check_field(0, field, self._head_size)
 
     def on_headers_complete(self) -> None:
+        if self._stopped:
+            return
         parser = self._parser
         url = self._url
         headers = self._headers
@@ -152,10 +169,19 @@ class HttptoolsParser:
         self.sink.on_request(method, url, version, headers)
 
     def on_body(self, body: bytes) -> None:
+        if self._stopped:
+            return
         self.sink.on_body(body)
 
     def on_message_complete(self) -> None:
-        self._switching = self.sink.on_request_end()
+        if self._stopped:
+            return
+        after = self.sink.on_request_end()
+        self._switching = after == SWITCH
+        if after == CLOSE:
+            self._stopped = True
+            self.idle = False  # never lent to another connection
+            return
         # llhttp also closes on what our cycle does not read (Proxy-Connection: close) and
         # then refuses every further byte: such a parser must never serve another connection.
         self.idle = self._parser.should_keep_alive()

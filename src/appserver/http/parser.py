@@ -3,8 +3,10 @@
 An adapter turns request bytes into calls on a :class:`ParserSink`: ``on_request`` when a head
 is complete, ``on_body`` for body bytes (de-chunked), ``on_request_end`` when the message is
 complete. Header names arrive lower-cased. A malformed request raises :class:`BadRequest` out
-of ``feed``. When ``on_request_end`` returns True the connection switches protocol: the adapter
-stops parsing and hands what follows the request to ``on_switch``.
+of ``feed``. ``on_request_end`` says what comes next: :data:`CONTINUE` (parse the next request),
+:data:`SWITCH` (the connection switches protocol: the adapter stops parsing and hands what follows
+the request to ``on_switch``) or :data:`CLOSE` (the connection closes after this request, so the
+adapter ignores whatever follows: RFC 9112 §9.6, a server MUST NOT process further requests).
 
 Between requests an adapter holds nothing of the connection it served: once ``idle`` (the last
 request complete and not one byte of the next read), it can be given another ``sink`` and parse
@@ -20,6 +22,12 @@ from appserver.errors import ProtocolError
 
 if TYPE_CHECKING:
     from appserver.http.limits import HeadLimits
+
+
+# What on_request_end returns.
+CONTINUE = 0
+SWITCH = 1
+CLOSE = 2
 
 
 class BadRequest(ProtocolError):
@@ -38,7 +46,7 @@ class ParserSink(Protocol):
 
     def on_body(self, data: bytes) -> None: ...
 
-    def on_request_end(self) -> bool: ...
+    def on_request_end(self) -> int: ...
 
     def on_switch(self, trailing: bytes) -> None: ...
 
@@ -67,7 +75,7 @@ class _Unattached:
     def on_body(self, data: bytes) -> None:
         raise RuntimeError("an unattached parser was fed")
 
-    def on_request_end(self) -> bool:
+    def on_request_end(self) -> int:
         raise RuntimeError("an unattached parser was fed")
 
     def on_switch(self, trailing: bytes) -> None:

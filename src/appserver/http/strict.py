@@ -113,6 +113,8 @@ def check_request(
         # Absolute form: its authority is the request's host (the target itself is checked,
         # and split, by the request cycle).
         _, sep, rest = target.partition(b"://")
+        if not sep:
+            raise BadRequest("invalid request target")  # not origin, absolute or asterisk form
         if sep:
             authority = rest.split(b"/", 1)[0].split(b"?", 1)[0]
             if b"@" in authority or _HOST.fullmatch(authority) is None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from appserver.errors import ClientDisconnected, ProtocolError
 from appserver.http.cycle import ConnectionInfo, ResponseState
-from appserver.http.parser import UNATTACHED, BadRequest, RequestParser
+from appserver.http.parser import CLOSE, CONTINUE, SWITCH, UNATTACHED, BadRequest, RequestParser
 from appserver.http.response import simple_response
 from appserver.runtime.access import log_access
 from appserver.runtime.asgi_cycle import ASGICycle, service_unavailable
@@ -265,14 +265,17 @@ class HTTPProtocol(Connection):
                 self.pause_reading()
             self.wake()
 
-    def on_request_end(self) -> bool:
+    def on_request_end(self) -> int:
         cycle = self.parsing
-        if cycle is not None:
-            cycle.end_request()
-            if self.waiter is not None:
-                self.wake()
-            self.parsing = None
-        return cycle is not None and cycle is self.upgrading
+        if cycle is None:
+            return CONTINUE
+        cycle.end_request()
+        if self.waiter is not None:
+            self.wake()
+        self.parsing = None
+        if cycle is self.upgrading:
+            return SWITCH
+        return CONTINUE if cycle.keep_alive else CLOSE
 
     def _takes_websocket(self, cycle: ASGICycle) -> bool:
         # An Upgrade we do not take (ws = "none", h2c, a non-GET, or one pipelined behind a
