@@ -20,6 +20,7 @@ _OWS = (0x20, 0x09)
 
 class HttptoolsParser:
     __slots__ = (
+        "_framing",
         "_head_fed",
         "_head_size",
         "_head_start",
@@ -48,6 +49,7 @@ class HttptoolsParser:
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
         self._hosts = 0
+        self._framing = False  # a Content-Length or Transfer-Encoding in the head being read
         self._switching = False
         self._switched = False
         self._stopped = False  # the sink said CLOSE: callbacks for what follows are ignored
@@ -131,6 +133,11 @@ class HttptoolsParser:
             value = value.rstrip(b" \t")  # RFC 9110 §5.5: not part of the value (h11 strips it)
         if name == b"host":
             self._hosts += 1
+        elif name == b"transfer-encoding":
+            value = value.lower()  # h11 gives it lower-cased: the app sees one form
+            self._framing = True
+        elif name == b"content-length":
+            self._framing = True
         self._headers.append((name, value))
         field = len(name) + len(value)
         self._head_size += field
@@ -165,7 +172,9 @@ class HttptoolsParser:
             version = check_version(version)  # 0.9 refused, 2.0 is 505
         if hosts != 1 and (hosts > 1 or version == "1.1"):
             raise BadRequest("HTTP/1.1 requests need exactly one Host header")
-        check_request(method, url, version, headers)
+        framing = self._framing
+        self._framing = False
+        check_request(method, url, version, headers, framing)
         self.sink.on_request(method, url, version, headers)
 
     def on_body(self, body: bytes) -> None:

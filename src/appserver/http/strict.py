@@ -44,13 +44,28 @@ _HOST = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?",
 )
 
+# Host values already found valid: a server sees the same few on nearly every request, and a set
+# lookup is cheaper than the regex. Bounded, like the response header cache.
+_GOOD_HOSTS: set[bytes] = set()
+_GOOD_HOSTS_MAX = 1024
+
 # In a raw head: a control character other than HTAB, CR and LF; a CR not followed by LF; an
 # LF not preceded by CR; a line that begins with SP or HTAB (obs-fold).
 _BAD_RAW = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]")
 
 
+_VERSION_LINE = re.compile(rb"[!-~]+ [!-~]+ HTTP/([0-9]\.[0-9])\r\n")
+
+
 def check_raw_head(head: bytes) -> None:
-    """Refuse a head (request line to the empty line) with bare CR/LF, obs-fold or controls."""
+    """Refuse a head (request line to the empty line) with bare CR/LF, obs-fold or controls.
+
+    The request line is judged first, as llhttp reads it first: an HTTP/2+ line is 505 even
+    if a field after it is malformed too.
+    """
+    line = _VERSION_LINE.match(head)
+    if line is not None and line.group(1) not in (b"1.0", b"1.1"):
+        check_version(line.group(1).decode("ascii"))
     match = _BAD_RAW.search(head)
     if match is not None:
         found = match.group()
@@ -83,32 +98,49 @@ def check_version(version: str) -> str:
 
 
 def check_request(
-    method: bytes, target: bytes, version: str, headers: list[tuple[bytes, bytes]]
+    method: bytes,
+    target: bytes,
+    version: str,
+    headers: list[tuple[bytes, bytes]],
+    framing: bool = True,
 ) -> None:
     """Refuse a head RFC 9112 refuses (see the module docstring). ``headers`` have lower-cased
-    names; the Host header of an absolute-form request is replaced in place."""
+    names; the Host header of an absolute-form request is replaced in place. ``framing``
+    False says the adapter saw no Content-Length or Transfer-Encoding (most requests), which
+    spares a pass over the headers."""
     if method not in KNOWN_METHODS:
         raise BadRequest(f"unknown method {method[:20]!r}")
     host_index = -1
-    lengths = 0
-    codings: list[bytes] | None = None
-    for index, (name, value) in enumerate(headers):
-        if name == b"host":
-            host_index = index
-        elif name == b"content-length":
-            lengths += 1
-            if lengths > 1 or not value.strip().isdigit():
-                raise BadRequest("invalid or repeated Content-Length")
-        elif name == b"transfer-encoding":
-            if codings is None:
-                codings = []
-            codings.extend(c.strip().lower() for c in value.split(b","))
-    if codings is not None:
-        if version == "1.0":
-            raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
-        transfer_coding_status(codings)
-    if host_index >= 0 and _HOST.fullmatch(headers[host_index][1].strip()) is None:
-        raise BadRequest("invalid Host header")
+    if framing:
+        lengths = 0
+        codings: list[bytes] | None = None
+        for index, (name, value) in enumerate(headers):
+            if name == b"host":
+                host_index = index
+            elif name == b"content-length":
+                lengths += 1
+                if lengths > 1 or not value.strip().isdigit():
+                    raise BadRequest("invalid or repeated Content-Length")
+            elif name == b"transfer-encoding":
+                if codings is None:
+                    codings = []
+                codings.extend(c.strip().lower() for c in value.split(b","))
+        if codings is not None:
+            if version == "1.0":
+                raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+            transfer_coding_status(codings)
+    else:
+        for index, (name, _) in enumerate(headers):
+            if name == b"host":
+                host_index = index
+                break
+    if host_index >= 0:
+        host = headers[host_index][1]
+        if host not in _GOOD_HOSTS:
+            if _HOST.fullmatch(host.strip()) is None:
+                raise BadRequest("invalid Host header")
+            if len(_GOOD_HOSTS) < _GOOD_HOSTS_MAX:
+                _GOOD_HOSTS.add(host)
     if target[:1] != b"/" and target != b"*" and method != b"CONNECT":
         # Absolute form: its authority is the request's host (the target itself is checked,
         # and split, by the request cycle).
