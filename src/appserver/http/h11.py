@@ -52,8 +52,8 @@ class H11Parser:
         return h11.Connection(h11.SERVER, max_incomplete_event_size=self._limits.max_head_bytes)
 
     def feed(self, data: bytes) -> None:
-        if self._switched:
-            return
+        if self._switched or not data:
+            return  # (h11 takes b"" for the end of the stream; to us it is no news)
         conn = self._conn
         head = self._head
         if head is not None:
