@@ -8,7 +8,7 @@ import httptools
 
 from appserver.http.limits import LINE_OVERHEAD, URI_TOO_LONG, HeadLimits
 from appserver.http.parser import CLOSE, SWITCH, BadRequest, ParserSink
-from appserver.http.strict import check_request, check_version
+from appserver.http.strict import GOOD_HOSTS, KNOWN_METHODS, check_request, check_version
 
 # The request line up to its version's digits: method SP target SP "HTTP/" major "." minor,
 # then its end (or the end of what has arrived: llhttp refuses a version as soon as it is read).
@@ -25,6 +25,7 @@ class HttptoolsParser:
         "_head_size",
         "_head_start",
         "_headers",
+        "_host",
         "_hosts",
         "_in_head",
         "_limits",
@@ -50,6 +51,7 @@ class HttptoolsParser:
         self._head_size = 0
         self._hosts = 0
         self._framing = False  # a Content-Length or Transfer-Encoding in the head being read
+        self._host: bytes | None = None  # its Host value
         self._switching = False
         self._switched = False
         self._stopped = False  # the sink said CLOSE: callbacks for what follows are ignored
@@ -133,6 +135,7 @@ class HttptoolsParser:
             value = value.rstrip(b" \t")  # RFC 9110 §5.5: not part of the value (h11 strips it)
         if name == b"host":
             self._hosts += 1
+            self._host = value
         elif name == b"transfer-encoding":
             value = value.lower()  # h11 gives it lower-cased: the app sees one form
             self._framing = True
@@ -173,8 +176,18 @@ class HttptoolsParser:
         if hosts != 1 and (hosts > 1 or version == "1.1"):
             raise BadRequest("HTTP/1.1 requests need exactly one Host header")
         framing = self._framing
+        host = self._host
         self._framing = False
-        check_request(method, url, version, headers, framing)
+        self._host = None
+        # The checks of appserver.http.strict, skipped for what they would pass at once: an
+        # origin-form GET-like request with a Host seen before and no framing fields.
+        if (
+            framing
+            or url[:1] != b"/"
+            or method not in KNOWN_METHODS
+            or (host is not None and host not in GOOD_HOSTS)
+        ):
+            check_request(method, url, version, headers, framing)
         self.sink.on_request(method, url, version, headers)
 
     def on_body(self, body: bytes) -> None:

@@ -46,8 +46,8 @@ _HOST = re.compile(
 
 # Host values already found valid: a server sees the same few on nearly every request, and a set
 # lookup is cheaper than the regex. Bounded, like the response header cache.
-_GOOD_HOSTS: set[bytes] = set()
-_GOOD_HOSTS_MAX = 1024
+GOOD_HOSTS: set[bytes] = set()
+GOOD_HOSTS_MAX = 1024
 
 # In a raw head: a control character other than HTAB, CR and LF; a CR not followed by LF; an
 # LF not preceded by CR; a line that begins with SP or HTAB (obs-fold).
@@ -136,11 +136,11 @@ def check_request(
                 break
     if host_index >= 0:
         host = headers[host_index][1]
-        if host not in _GOOD_HOSTS:
+        if host not in GOOD_HOSTS:
             if _HOST.fullmatch(host.strip()) is None:
                 raise BadRequest("invalid Host header")
-            if len(_GOOD_HOSTS) < _GOOD_HOSTS_MAX:
-                _GOOD_HOSTS.add(host)
+            if len(GOOD_HOSTS) < GOOD_HOSTS_MAX:
+                GOOD_HOSTS.add(host)
     if target[:1] != b"/" and target != b"*" and method != b"CONNECT":
         # Absolute form: its authority is the request's host (the target itself is checked,
         # and split, by the request cycle).
