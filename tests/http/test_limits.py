@@ -7,12 +7,11 @@ are set short here; the assertions bound hangs, they do not measure speed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import pytest
 
-from tests.conftest import read_until_close, run, serve, tasks_gone
+from tests.conftest import exchange, read_until_close, run, serve, tasks_gone
 
 WAIT = 3.0
 calls: list[str] = []
@@ -38,23 +37,12 @@ def status_of(data: bytes) -> int:
     return int(data[9:12])
 
 
-async def exchange(port: int, data: bytes, timeout: float = WAIT) -> tuple[bytes, bool]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        return await read_until_close(reader, timeout)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-
-
 def answer(http: str, request: bytes, **settings: Any) -> tuple[int, bool, bytes]:
     calls.clear()
 
     async def main() -> tuple[bytes, bool]:
         async with serve(reading_app, http, **settings) as (_, port):
-            return await exchange(port, request)
+            return await exchange(port, request, WAIT)
 
     data, closed = run(main())
     return status_of(data), closed, data
@@ -102,16 +90,27 @@ def test_head_limits(
         assert calls == []  # the app never saw it
 
 
-def test_head_limit_holds_for_a_head_arriving_slowly(http: str) -> None:
-    # Bytes that never end a header line: refused once the head outgrows what any valid head
-    # can be, not buffered for ever.
+@pytest.mark.parametrize(
+    ("start", "filler", "status"),
+    [
+        # Bytes that never end a header line: refused once the head outgrows what any valid
+        # head can be, not buffered for ever.
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: ", b"v", 431),
+        # The same for a request line that never ends.
+        (b"GET /", b"a", 414),
+    ],
+    ids=["header-line", "request-line"],
+)
+def test_head_limits_hold_for_a_head_arriving_slowly(
+    http: str, start: bytes, filler: bytes, status: int
+) -> None:
     async def main() -> tuple[bytes, bool]:
         async with serve(reading_app, http) as (_, port):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: ")
+            writer.write(start)
             try:
                 for _ in range(100):
-                    writer.write(b"v" * 4096)
+                    writer.write(filler * 4096)
                     await writer.drain()
             except ConnectionError:
                 pass
@@ -120,27 +119,7 @@ def test_head_limit_holds_for_a_head_arriving_slowly(http: str) -> None:
             return data, closed
 
     data, closed = run(main())
-    assert status_of(data) == 431
-    assert closed
-
-
-def test_request_line_limit_holds_for_a_line_arriving_slowly(http: str) -> None:
-    async def main() -> tuple[bytes, bool]:
-        async with serve(reading_app, http) as (_, port):
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /")
-            try:
-                for _ in range(100):
-                    writer.write(b"a" * 4096)
-                    await writer.drain()
-            except ConnectionError:
-                pass
-            data, closed = await read_until_close(reader, WAIT)
-            writer.close()
-            return data, closed
-
-    data, closed = run(main())
-    assert status_of(data) == 414
+    assert status_of(data) == status
     assert closed
 
 

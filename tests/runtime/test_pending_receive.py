@@ -22,6 +22,15 @@ from tests.conftest import read_until_close, run, serve, tasks_gone
 WAIT = 3.0  # bounds a hang; nothing here measures speed
 
 
+async def listen(receive: Any, heard: list[str]) -> None:
+    """Receive until ``http.disconnect``, recording each message's type in ``heard``."""
+    while True:
+        message = await receive()
+        heard.append(message["type"])
+        if message["type"] == "http.disconnect":
+            return
+
+
 class Listening:
     """An app that streams a response while a second coroutine waits in ``receive()``.
 
@@ -40,14 +49,7 @@ class Listening:
         path = scope["path"]
         heard = self.heard.setdefault(path, [])
 
-        async def listen() -> None:
-            while True:
-                message = await receive()
-                heard.append(message["type"])
-                if message["type"] == "http.disconnect":
-                    return
-
-        listener = asyncio.ensure_future(listen())
+        listener = asyncio.ensure_future(listen(receive, heard))
         await asyncio.sleep(0)  # the listener is waiting before the response starts
         await send(
             {
@@ -156,14 +158,7 @@ def test_listener_hears_disconnect_when_the_app_fails(http: str) -> None:
     holder: list[asyncio.Future[None]] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        async def listen() -> None:
-            while True:
-                message = await receive()
-                heard.append(message["type"])
-                if message["type"] == "http.disconnect":
-                    return
-
-        waiter = asyncio.ensure_future(listen())
+        waiter = asyncio.ensure_future(listen(receive, heard))
         holder.append(waiter)
         await asyncio.sleep(0)
         raise RuntimeError("boom")
@@ -220,11 +215,7 @@ def test_half_close_mid_body_answers_the_waiting_receive(http: str) -> None:
     heard: list[str] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        while True:
-            message = await receive()
-            heard.append(message["type"])
-            if message["type"] == "http.disconnect":
-                return
+        await listen(receive, heard)
 
     async def main() -> None:
         async with serve(app, http) as (server, port), _connection(port) as (reader, writer):

@@ -84,16 +84,23 @@ class H11Parser:
                 raw = self._take_head()
                 raw = raw[: len(raw) - len(conn.trailing_data[0])]
                 check_raw_head(raw)
-                if any(name == b"content-length" for name, _ in headers):
+                version = check_version(event.http_version.decode("ascii"))
+                length, coded = self._check_head(event.method, event.target, headers)
+                if length:
                     # h11 folds repeated equal Content-Lengths into one; llhttp refuses them.
                     values = _CONTENT_LENGTH.findall(raw)
                     if len(values) > 1 or b"," in values[0]:
                         raise BadRequest("invalid or repeated Content-Length")
-                version = check_version(event.http_version.decode("ascii"))
-                self._check_head(event.method, event.target, headers)
-                check_request(event.method, event.target, version, headers)
+                check_request(
+                    event.method,
+                    event.target,
+                    version,
+                    headers,
+                    length or coded,
+                    self._limits.body_size,
+                )
                 sink.on_request(event.method, event.target, version, headers)
-                if any(name == b"transfer-encoding" for name, _ in headers):
+                if coded:
                     # After on_request, as llhttp reports the head before it reads the body.
                     self._chunks = ChunkedChecker()
                     self._chunks.feed(conn.trailing_data[0])  # the body's bytes so far
@@ -159,8 +166,11 @@ class H11Parser:
             return BadRequest("request head too large", 431)
         return BadRequest(str(exc))
 
-    def _check_head(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        """What h11 lets through but the httptools adapter refuses, refused the same way."""
+    def _check_head(
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[bool, bool]:
+        """What h11 lets through but the httptools adapter refuses, refused the same way.
+        Returns whether the head has a Content-Length and a Transfer-Encoding."""
         self._limits.check_head(method, target, headers)
         length = chunked = False
         for name, _ in headers:
@@ -172,3 +182,4 @@ class H11Parser:
             # RFC 9112 §6.1: both is a smuggling attempt; a server may reject it and must close
             # after it. h11 keeps the connection open, llhttp rejects: reject on both.
             raise BadRequest("both Content-Length and Transfer-Encoding")
+        return length, chunked

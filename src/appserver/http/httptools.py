@@ -147,7 +147,7 @@ class HttptoolsParser:
         limits = self._limits
         # The count is checked when the head is complete: until then the bytes fed bound it.
         if field > limits.field_size or self._head_size > limits.head_size:
-            limits.check_field(0, field, self._head_size)
+            limits.check_field(field, self._head_size)
 
     def on_headers_complete(self) -> None:
         if self._stopped:
@@ -187,7 +187,7 @@ class HttptoolsParser:
             or method not in KNOWN_METHODS
             or (host is not None and host not in GOOD_HOSTS)
         ):
-            check_request(method, url, version, headers, framing)
+            check_request(method, url, version, headers, framing, self._limits.body_size)
         self.sink.on_request(method, url, version, headers)
 
     def on_body(self, body: bytes) -> None:

@@ -6,8 +6,8 @@ a head is complete, so a head gets the same verdict from h11 and httptools; each
 bounds a head that is still arriving (httptools in its callbacks, h11 through its incomplete
 event size), so a client cannot make us buffer more than ``max_head_bytes`` before the verdict.
 
-Statuses (RFC 9110 §15.5.15, RFC 6585 §5): a request line too long is 414, too many or too large
-header fields are 431.
+Statuses (RFC 9110 §15.5.14, §15.5.15, RFC 6585 §5): a body over the limit is 413, a request
+line too long is 414, too many or too large header fields are 431.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from appserver.http.parser import BadRequest
 
+CONTENT_TOO_LARGE = 413
 URI_TOO_LONG = 414
 HEADERS_TOO_LARGE = 431
 
@@ -29,6 +30,9 @@ class HeadLimits:
     header_count: int = 100
     field_size: int = 8 * 1024
     head_size: int = 64 * 1024
+    # limits.body_size, checked against a Content-Length in the head (check_request); a
+    # chunked body is counted as it arrives, by the connection.
+    body_size: int | None = None
 
     @property
     def max_head_bytes(self) -> int:
@@ -51,11 +55,10 @@ class HeadLimits:
         if size > self.head_size:
             raise BadRequest("request head too large", HEADERS_TOO_LARGE)
 
-    def check_field(self, count: int, field: int, size: int) -> None:
-        """The same limits for a head still arriving: ``count`` fields so far, the latest
-        ``field`` bytes long, ``size`` bytes of target and fields in all."""
-        if count > self.header_count:
-            raise BadRequest("too many header fields", HEADERS_TOO_LARGE)
+    def check_field(self, field: int, size: int) -> None:
+        """The same limits for a head still arriving: the latest field ``field`` bytes long,
+        ``size`` bytes of target and fields in all (the field count is checked at the end of
+        the head; the bytes fed bound it meanwhile)."""
         if field > self.field_size:
             raise BadRequest("header field too large", HEADERS_TOO_LARGE)
         if size > self.head_size:

@@ -127,6 +127,15 @@ def encode_default_headers(
     return b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers if name not in skip)
 
 
+def error_response(status: int, default_headers: bytes) -> bytes:
+    """The server's own answer to a request it refuses (400, 408, 413, 414, 431, 501, 505),
+    with the reason phrase as its body; 400 keeps uvicorn's words."""
+    if status == 400:
+        return simple_response(400, b"Invalid HTTP request received.", default_headers)
+    phrase = http.HTTPStatus(status).phrase.encode("ascii")
+    return simple_response(status, phrase + b".", default_headers)
+
+
 def simple_response(status: int, body: bytes, default_headers: bytes, close: bool = True) -> bytes:
     """A complete text/plain response: 400, 500 and 503 look the same on both parsers."""
     return b"".join(

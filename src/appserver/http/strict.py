@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 
+from appserver.http.limits import CONTENT_TOO_LARGE
 from appserver.http.parser import BadRequest
 
 NOT_IMPLEMENTED = 501
@@ -103,11 +104,18 @@ def check_request(
     version: str,
     headers: list[tuple[bytes, bytes]],
     framing: bool = True,
+    body_size: int | None = None,
 ) -> None:
     """Refuse a head RFC 9112 refuses (see the module docstring). ``headers`` have lower-cased
     names; the Host header of an absolute-form request is replaced in place. ``framing``
     False says the adapter saw no Content-Length or Transfer-Encoding (most requests), which
-    spares a pass over the headers."""
+    spares a pass over the headers. A Content-Length over ``body_size`` (limits.body_size) is
+    413, before any of the body is read.
+
+    The httptools adapter skips this call for a head it can tell passes: no framing fields, an
+    origin-form target, a method in KNOWN_METHODS and a Host in GOOD_HOSTS. A new rule here
+    must hold for such heads too, or change that test.
+    """
     if method not in KNOWN_METHODS:
         raise BadRequest(f"unknown method {method[:20]!r}")
     host_index = -1
@@ -121,6 +129,8 @@ def check_request(
                 lengths += 1
                 if lengths > 1 or not value.strip().isdigit():
                     raise BadRequest("invalid or repeated Content-Length")
+                if body_size is not None and int(value) > body_size:
+                    raise BadRequest("request body too large", CONTENT_TOO_LARGE)
             elif name == b"transfer-encoding":
                 if codings is None:
                     codings = []

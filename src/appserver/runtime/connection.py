@@ -162,6 +162,11 @@ class Connection(asyncio.Protocol):
         phase = self.phase
         return phase is CLOSING or phase is CLOSED or phase is UPGRADED
 
+    def stop_serving(self) -> None:
+        """Serve nothing new on this connection; what is under way may finish."""
+        if not self.closing:
+            self.set_phase(CLOSING)
+
     # --- the one write buffer ------------------------------------------------------------------
     def write(self, data: bytes, flush: bool) -> None:
         """Send ``data``: now if ``flush``, else with whatever else this loop iteration sends."""
@@ -351,8 +356,7 @@ class Connection(asyncio.Protocol):
         if self._out:
             self.flush()
         self.end_exchanges()
-        if self.phase is not CLOSED and self.phase is not UPGRADED and self.phase is not CLOSING:
-            self.set_phase(CLOSING)
+        self.stop_serving()
         if self.transport is not None:
             self.transport.close()
 
@@ -361,8 +365,7 @@ class Connection(asyncio.Protocol):
         self._write_timer = None
         self._out = None
         self.end_exchanges()
-        if self.phase is not CLOSED and self.phase is not UPGRADED and self.phase is not CLOSING:
-            self.set_phase(CLOSING)
+        self.stop_serving()
         transport = self.transport
         if transport is not None:
             # Without SO_LINGER 0 the kernel would go on sending what its buffer holds (MiBs

@@ -16,14 +16,14 @@ handshake handed the transport over, CLOSED when the transport is gone.
 from __future__ import annotations
 
 import asyncio
-import http
 import logging
 from typing import TYPE_CHECKING, Any
 
 from appserver.errors import ClientDisconnected, ProtocolError
 from appserver.http.cycle import ConnectionInfo, ResponseState
+from appserver.http.limits import CONTENT_TOO_LARGE
 from appserver.http.parser import CLOSE, CONTINUE, SWITCH, UNATTACHED, BadRequest, RequestParser
-from appserver.http.response import simple_response
+from appserver.http.response import error_response
 from appserver.runtime.access import log_access
 from appserver.runtime.asgi_cycle import ASGICycle, service_unavailable
 from appserver.runtime.connection import (
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 HIGH_WATER = 64 * 1024
 
 REQUEST_TIMEOUT = 408
-CONTENT_TOO_LARGE = 413
 _STARTED = ResponseState.STARTED
 _DONE = ResponseState.DONE
 
@@ -65,7 +64,6 @@ class HTTPProtocol(Connection):
         "_bad_request",
         "_body_limit",
         "_body_since",
-        "_body_timer",
         "_head_limits",
         "_idle_since",
         "_idle_timer",
@@ -119,7 +117,6 @@ class HTTPProtocol(Connection):
         self._idle_since = 0.0  # when the current IDLE, NEW or HEAD phase began
         self._idle_timer: Timeout | None = None
         self._body_since = 0.0  # when the app last began to wait for body bytes
-        self._body_timer: asyncio.TimerHandle | None = None
         self._served = 0  # requests started on this connection
         # Read on every request: kept here, not looked up on the config each time.
         self._body_limit = config.limit_body_size
@@ -160,9 +157,6 @@ class HTTPProtocol(Connection):
         if self._idle_timer is not None:
             self._keep_alive.cancel(self._idle_timer)
             self._idle_timer = None
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
@@ -195,7 +189,7 @@ class HTTPProtocol(Connection):
         parsing = self.parsing
         if current is None or parsing is current:
             return None
-        self._stop_serving()
+        self.stop_serving()
         if parsing is not None:
             self.parsing = None
             parsing.disconnect()
@@ -222,16 +216,13 @@ class HTTPProtocol(Connection):
     def on_request(
         self, method: bytes, target: bytes, http_version: str, headers: list[tuple[bytes, bytes]]
     ) -> None:
-        body_limit = self._body_limit
-        if body_limit is not None:
-            _check_declared_length(headers, body_limit)
         try:
             cycle = ASGICycle(self.info, method, target, http_version, headers)  # type: ignore[arg-type]
         except ProtocolError as exc:
             raise BadRequest(str(exc)) from None
         cycle.protocol = self
-        if body_limit is not None:
-            cycle.received = 0
+        if self._body_limit is not None:
+            cycle.received = 0  # a chunked body is counted here (a declared length was checked)
         self.parsing = cycle
         phase = self.phase
         if self.current is None and phase is not CLOSING and phase is not CLOSED:
@@ -412,7 +403,7 @@ class HTTPProtocol(Connection):
             return
         logger.debug("Invalid HTTP request (%d): %s", exc.status, exc)
         self.write(
-            simple_response(exc.status, _reason(exc.status), self.server_state.defaults.encoded),
+            error_response(exc.status, self.server_state.defaults.encoded),
             flush=True,
         )
         self.close_transport()
@@ -445,79 +436,78 @@ class HTTPProtocol(Connection):
         self.resume_reading()
 
     # --- timeouts ---------------------------------------------------------------------------
-    # The phases without a request being answered have one timeout each, on the server's
-    # shared KeepAliveTimers: IDLE timeouts.keep_alive, NEW and HEAD timeouts.header_read. The
-    # timer is lazy: armed once, it looks at the phase when it comes up and waits again if the
-    # deadline moved, so a busy keep-alive connection costs one clock read per request.
+    # One timeout per connection at a time, on the server's shared KeepAliveTimers, chosen by
+    # the phase: IDLE timeouts.keep_alive, NEW and HEAD timeouts.header_read, ACTIVE
+    # timeouts.body_read while the app waits for body bytes. The timer is lazy: armed once, it
+    # looks at the phase when it comes up and waits again if the deadline moved, so a busy
+    # keep-alive connection costs one clock read per request.
     def _set_idle(self) -> None:
         """An IDLE, NEW or HEAD phase begins now."""
         now = self._idle_since = self.loop.time()
         if self.phase is IDLE:
-            timeout = self.config.timeout_keep_alive
+            when = now + self.config.timeout_keep_alive
         else:
-            timeout = self.config.timeout_header_read
+            when = now + self.config.timeout_header_read
         timer = self._idle_timer
-        if timer is None:
-            self._idle_timer = self._keep_alive.call_at(now + timeout, self)
-        elif now + timeout < timer.when:
-            self._keep_alive.cancel(timer)
-            self._idle_timer = self._keep_alive.call_at(now + timeout, self)
-
-    def check_idle(self) -> None:
-        """The idle timer came up: act if the phase's deadline passed, else wait again."""
-        self._idle_timer = None
-        if self.transport is None:
-            return
-        phase = self.phase
-        if phase is IDLE:
-            deadline = self._idle_since + self.config.timeout_keep_alive
-        elif phase is NEW or phase is HEAD:
-            deadline = self._idle_since + self.config.timeout_header_read
-        else:
-            return  # a request is being answered; _set_idle re-arms when it is done
-        if self.loop.time() < deadline:
-            self._idle_timer = self._keep_alive.call_at(deadline, self)
-        elif phase is HEAD:
-            # Part of a head and no end to it (slowloris): 408, as nginx answers.
-            self._reject(BadRequest("request head not complete in time", REQUEST_TIMEOUT))
-        else:
-            self.close_transport()  # nothing was asked: nothing to answer
+        if timer is None or when < timer.when:  # else the armed timer comes first: it looks again
+            self._arm(when)
 
     def waiting_for_body(self) -> None:
         """The app waits for body bytes (``receive()``): timeouts.body_read runs from now."""
         now = self._body_since = self.loop.time()
-        if self._body_timer is None:
-            self._body_timer = self.loop.call_at(
-                now + self.config.timeout_body_read, self._check_body
-            )
+        self._arm(now + self.config.timeout_body_read)
 
-    def _check_body(self) -> None:
-        self._body_timer = None
+    def _arm(self, when: float) -> None:
+        """Have check_idle called at ``when`` at the latest."""
+        timer = self._idle_timer
+        if timer is None:
+            self._idle_timer = self._keep_alive.call_at(when, self)
+        elif when < timer.when:
+            self._keep_alive.cancel(timer)
+            self._idle_timer = self._keep_alive.call_at(when, self)
+
+    def _deadline(self) -> float | None:
+        """When the current phase's timeout expires; None when no timeout applies now."""
+        phase = self.phase
+        if phase is IDLE:
+            return self._idle_since + self.config.timeout_keep_alive
+        if phase is NEW or phase is HEAD:
+            return self._idle_since + self.config.timeout_header_read
         cycle = self.parsing
-        if self.transport is None or cycle is None or cycle.request_complete:
+        if cycle is not None and not cycle.request_complete and self.waiter is not None:
+            return self._body_since + self.config.timeout_body_read
+        return None  # answering, not waiting for the client: the next wait arms again
+
+    def check_idle(self) -> None:
+        """The connection's timer came up: act if its phase's deadline passed, else wait."""
+        self._idle_timer = None
+        if self.transport is None:
             return
-        if self.waiter is None:
-            return  # the app is busy, not waiting: its next receive() starts the clock again
-        deadline = self._body_since + self.config.timeout_body_read
+        deadline = self._deadline()
+        if deadline is None:
+            return
         if self.loop.time() < deadline:
-            self._body_timer = self.loop.call_at(deadline, self._check_body)
-        elif cycle is self.current and not cycle.response_started:
+            self._idle_timer = self._keep_alive.call_at(deadline, self)
+            return
+        phase = self.phase
+        current = self.current
+        if phase is HEAD:
+            # Part of a head and no end to it (slowloris): 408, as nginx answers.
+            self._reject(BadRequest("request head not complete in time", REQUEST_TIMEOUT))
+        elif phase is NEW or phase is IDLE:
+            self.close_transport()  # nothing was asked: nothing to answer
+        elif current is not None and self.parsing is current and not current.response_started:
             self._reject(BadRequest("request body stalled", REQUEST_TIMEOUT))
         else:
             self.close_transport()
 
     # --- shutdown ------------------------------------------------------------------------------
-    def _stop_serving(self) -> None:
-        """No new request on this connection; the current one may finish."""
-        if not self.closing:
-            self.set_phase(CLOSING)
-
     def shutdown(self) -> None:
         """Graceful stop: close now if idle, else once the current response is complete."""
         if self.transport is None:
             return
         current = self.current
-        self._stop_serving()
+        self.stop_serving()
         if current is None or current.response_complete:
             self.close_transport()
         elif not current.response_started:
@@ -535,28 +525,6 @@ class HTTPProtocol(Connection):
             if cycle is not None:
                 cycle.disconnect()
         self.wake()
-
-
-def _check_declared_length(headers: list[tuple[bytes, bytes]], limit: int) -> None:
-    """413 before reading a body whose Content-Length is over limits.body_size."""
-    for name, value in headers:
-        if name == b"content-length" and value.strip().isdigit() and int(value) > limit:
-            raise BadRequest("request body too large", CONTENT_TOO_LARGE)
-
-
-_REASONS: dict[int, bytes] = {}
-
-
-def _reason(status: int) -> bytes:
-    """The body of the server's own error answers."""
-    reason = _REASONS.get(status)
-    if reason is None:
-        if status == 400:
-            reason = b"Invalid HTTP request received."  # uvicorn's words, kept
-        else:
-            reason = http.HTTPStatus(status).phrase.encode("ascii") + b"."
-        _REASONS[status] = reason
-    return reason
 
 
 def _address(value: Any) -> tuple[str, int] | None:

@@ -186,5 +186,6 @@ def load(config: Config) -> Loaded:
             header_count=config.limit_header_count,
             field_size=config.limit_header_field_size,
             head_size=config.limit_header_size,
+            body_size=config.limit_body_size,
         ),
     )

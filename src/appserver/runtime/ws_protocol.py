@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from appserver.errors import ClientDisconnected
 from appserver.http.response import simple_response
-from appserver.runtime.connection import ACTIVE, CLOSING, Connection, cancelled_by_peer
+from appserver.runtime.connection import ACTIVE, Connection, cancelled_by_peer
 from appserver.runtime.logs import logger
 from appserver.websocket.session import SessionState, WebSocketSession
 
@@ -151,8 +151,7 @@ class WebSocketProtocol(Connection):
         if hold and session.state is _OPEN:
             return  # a reply to a message: no close frame was sent, none is expected yet
         if self._close_timer is None and session.close_expected():
-            if self.phase is ACTIVE:
-                self.set_phase(CLOSING)
+            self.stop_serving()
             self._close_timer = self.loop.call_later(
                 self.config.timeout_websocket_close, self._close_timed_out
             )
