@@ -1,7 +1,7 @@
 """Strict HTTP/1.1: each rule of appserver.http.strict with raw sockets, on both parsers.
 
 Every case asserts the status and whether the connection closed, and the same bytes go to
-both parsers; tests/http/test_wire.py pins the two differences that remain (DIFFERENCES).
+both parsers.
 """
 
 from __future__ import annotations
@@ -93,6 +93,9 @@ CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
     "space-in-target": (b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400, True, None),
     "non-ascii-target": (b"GET /\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", 400, True, None),
     "tab-separator": (b"GET\t/ HTTP/1.1\r\nHost: x\r\n\r\n", 400, True, None),
+    "two-sp-after-method": (b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400, True, None),
+    "two-sp-before-version": (b"GET /  HTTP/1.1\r\nHost: x\r\n\r\n", 400, True, None),
+    "two-sp-in-a-value": (GET + b"X-A: a  b\r\n\r\n", 200, False, b"1.1|/|x|"),
     "trailing-space": (b"GET / HTTP/1.1 \r\nHost: x\r\n\r\n", 400, True, None),
     "lower-case-version": (b"GET / http/1.1\r\nHost: x\r\n\r\n", 400, True, None),
     "unknown-method": (b"get / HTTP/1.1\r\nHost: x\r\n\r\n", 400, True, None),
@@ -114,6 +117,7 @@ CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
     "http-2.0": (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, True, None),
     "http-3.0": (b"GET / HTTP/3.0\r\nHost: x\r\n\r\n", 505, True, None),
     "http-1.2-served-as-1.1": (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", 200, False, b"1.1|/|x|"),
+    "http-1.2-no-host": (b"GET / HTTP/1.2\r\n\r\n", 400, True, None),
     "http-1.0-no-host": (b"GET / HTTP/1.0\r\n\r\n", 200, True, b"1.0|/|-|"),
     # Host (RFC 9112 §3.2)
     "no-host": (b"GET / HTTP/1.1\r\n\r\n", 400, True, None),
@@ -161,6 +165,7 @@ def test_strict(http: str, case: str) -> None:
         "chunk-size-overflow",
         "http-3.0",
         "http-1.2-served-as-1.1",
+        "two-sp-after-method",
         "te-gzip-chunked",
         "obs-fold",
     ],
@@ -185,3 +190,73 @@ def test_strict_verdicts_hold_when_split_at_every_offset(http: str, case: str) -
         return statuses
 
     assert set(run(main(), timeout=60)) == {status}
+
+
+def _post(body: bytes) -> bytes:
+    return POST + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+# Several requests in one write, so that one read holds them all: the verdict on each must be
+# the one it gets alone. name: (requests, the statuses and bodies of the answers, closed)
+PIPELINED: dict[str, tuple[bytes, list[tuple[int, bytes | None]], bool]] = {
+    "http-1.2-behind-another": (
+        GET + b"\r\n" + b"GET /b HTTP/1.2\r\nHost: x\r\n\r\n",
+        [(200, b"1.1|/|x|"), (200, b"1.1|/b|x|")],
+        False,
+    ),
+    "http-3.0-behind-another": (
+        GET + b"\r\n" + b"GET / HTTP/3.0\r\nHost: x\r\n\r\n",
+        [(200, b"1.1|/|x|"), (505, None)],
+        True,
+    ),
+    "two-sp-behind-another": (
+        GET + b"\r\n" + b"GET  /b HTTP/1.1\r\nHost: x\r\n\r\n",
+        [(200, b"1.1|/|x|"), (400, None)],
+        True,
+    ),
+    # A body that holds what looks like a request line is a body: never served, never judged.
+    "look-alike-in-a-body-then-http-1.2": (
+        _post(b"GET /no HTTP/1.2\r\nHost: x\r\n\r\n") + b"GET /b HTTP/1.2\r\nHost: x\r\n\r\n",
+        [(200, b"1.1|/|x|GET /no HTTP/1.2\r\nHost: x\r\n\r\n"), (200, b"1.1|/b|x|")],
+        False,
+    ),
+    "look-alike-with-two-sp-in-a-body": (
+        _post(b"GET  /b HTTP/1.1\r\n") + b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n",
+        [(200, b"1.1|/|x|GET  /b HTTP/1.1\r\n"), (200, b"1.1|/b|x|")],
+        False,
+    ),
+}
+
+
+def _answers(data: bytes) -> list[tuple[int, bytes]]:
+    """Split responses with a Content-Length (all this app's and the server's errors have one)."""
+    answers = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(
+            next(
+                line.split(b":", 1)[1]
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+        )
+        answers.append((int(head[9:12]), rest[:length]))
+        data = rest[length:]
+    return answers
+
+
+@pytest.mark.parametrize("case", PIPELINED)
+def test_strict_verdicts_hold_for_pipelined_requests(http: str, case: str) -> None:
+    requests, expected, closes = PIPELINED[case]
+
+    async def main() -> tuple[bytes, bool]:
+        async with serve(app, http) as (_, port):
+            return await exchange(port, requests, timeout=1.0 if closes else 0.5)
+
+    data, closed = run(main())
+    answers = _answers(data)
+    assert [status for status, _ in answers] == [status for status, _ in expected]
+    for (_, body), (_, want) in zip(answers, expected, strict=True):
+        if want is not None:
+            assert body == want
+    assert closed is closes

@@ -18,18 +18,102 @@ _REQUEST_LINE = re.compile(rb"([!-~]+ [!-~]+ HTTP/)([0-9]\.[0-9])(?:\r\n|\r?\Z)"
 _OWS = (0x20, 0x09)
 
 
+def _parsed(data: bytes) -> tuple[bool, int]:
+    """Whether llhttp refuses ``data`` (which starts where a request starts), and how many
+    requests it completes before that."""
+    counts = _Boundaries()
+    try:
+        httptools.HttpRequestParser(counts).feed_data(data)
+    except httptools.HttpParserUpgrade:
+        return False, counts.completed  # an upgrade before any fault: nothing refused
+    except httptools.HttpParserError:
+        return True, counts.completed
+    return False, counts.completed
+
+
+def _refused_request(data: bytes) -> tuple[int, int]:
+    """Where the request llhttp refused in ``data`` starts, and the offset of the refused byte.
+
+    llhttp's errors do not say where; it reads as a stream, so a prefix fails exactly when it
+    holds that byte, and a bisection over prefixes finds it; a second one finds where the
+    request before it completed. Only a refused version asks, so the cost is on that path.
+    """
+    good, bad = 0, len(data)
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        if _parsed(data[:middle])[0]:
+            bad = middle
+        else:
+            good = middle
+    at = bad - 1
+    before = _parsed(data[:at])[1]
+    begin = 0
+    if before:
+        short, enough = 0, at  # data[:enough] completes `before` requests, data[:short] fewer
+        while enough - short > 1:
+            middle = (short + enough) // 2
+            if _parsed(data[:middle])[1] >= before:
+                enough = middle
+            else:
+                short = middle
+        begin = enough
+    while data[begin : begin + 1] in (b"\r", b"\n"):
+        begin += 1  # empty lines before a request line are ignored (RFC 9112 §2.2)
+    return begin, at
+
+
+def _spaced_line(data: bytes, method: bytes, url: bytes, from_start: bool) -> bool:
+    """Whether ``data`` has this request's line with two or more SP between its parts.
+
+    When ``data`` starts where a request starts, a line that only looks like it (in a body
+    before it) is told apart by parsing up to it; otherwise the look is trusted (a refusal).
+    """
+    method, url = re.escape(method), re.escape(url)
+    pattern = rb"(?m)^" + method + rb"(?:  +" + url + rb" +| +" + url + rb"  +)HTTP/"
+    return any(
+        not from_start or _between_requests(data[: match.start()])
+        for match in re.finditer(pattern, data)
+    )
+
+
+class _Boundaries:
+    """Counts the requests llhttp begins and completes (see _between_requests)."""
+
+    def __init__(self) -> None:
+        self.begun = self.completed = 0
+
+    def on_message_begin(self) -> None:
+        self.begun += 1
+
+    def on_message_complete(self) -> None:
+        self.completed += 1
+
+
+def _between_requests(data: bytes) -> bool:
+    """Whether ``data``, which starts where a request starts, ends between two requests."""
+    counts = _Boundaries()
+    try:
+        httptools.HttpRequestParser(counts).feed_data(data)
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        return False
+    return counts.begun == counts.completed
+
+
 class HttptoolsParser:
     __slots__ = (
+        "_fed",
+        "_fed_from_start",
         "_framing",
         "_head_fed",
         "_head_size",
-        "_head_start",
         "_headers",
         "_host",
         "_hosts",
         "_in_head",
         "_limits",
+        "_line_source",
         "_parser",
+        "_request_start",
         "_stopped",
         "_switched",
         "_switching",
@@ -44,7 +128,7 @@ class HttptoolsParser:
         self._limits = limits or HeadLimits()
         self._in_head = False  # between on_message_begin and on_headers_complete
         self._head_fed = 0  # bytes fed while a head was arriving (see feed)
-        self._head_start: bytes | None = None  # a split head's first bytes (see feed)
+        self._request_start: bytes | None = None  # a split request's first bytes (see feed)
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -55,15 +139,26 @@ class HttptoolsParser:
         self._switching = False
         self._switched = False
         self._stopped = False  # the sink said CLOSE: callbacks for what follows are ignored
+        # For the request line check (see on_headers_complete): the bytes from the start of
+        # the request whose head is being read, when known, and this read's bytes.
+        self._line_source: bytes | None = None
+        self._fed = b""
+        self._fed_from_start = False  # the read's bytes begin where a request begins
 
     def feed(self, data: bytes) -> None:
         if self._switched or self._stopped:
             return
-        # The bytes of the head being read, from its start, when known: this feed's if no byte
-        # of a request came before it, else those kept by earlier feeds of a split head. Only
-        # a refusal of llhttp's needs them (see _version_refused).
-        head = self._head_start
+        # The bytes of the request being read, from its start, when known: this feed's if no
+        # byte of a request came before it, else those kept by earlier feeds of a request split
+        # over reads (when short). Only a refusal of llhttp's needs them (_version_refused).
+        head = self._request_start
         start: bytes | None = data if self.idle else (head + data if head is not None else None)
+        self._line_source = start if self.idle or self._in_head else None
+        self._fed = data
+        self._fed_from_start = start is data
+        # What is fed again is fed after the except blocks: an exception raised while one is
+        # handled gets it as __context__, where a callback's BadRequest is looked for.
+        again: bytes | None = None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -71,32 +166,27 @@ class HttptoolsParser:
             if self._switching:
                 self._switched = True
                 self.sink.on_switch(trailing)
-            elif trailing:
-                # An Upgrade we did not take: llhttp resumes, and so do we (RFC 9110 §7.8).
-                self.feed(trailing)
+                return
+            # An Upgrade we did not take: llhttp resumes, and so do we (RFC 9110 §7.8).
+            again = trailing
         except httptools.HttpParserError as exc:
             if self._stopped:
                 return  # llhttp refusing bytes after a request that closes: ignored anyway
             cause = exc.__context__  # what a callback of ours raised, status and all
             if isinstance(cause, BadRequest):
                 raise cause from None
-            if start is not None and "version" in str(exc).lower():
-                # llhttp knows HTTP/1.0, 1.1 and 2.0 only; what it refuses gets the verdict
-                # check_version gives h11: 505 for HTTP/2+, HTTP/1.x served as 1.1.
-                start = start.lstrip(b"\r\n")
-                line = _REQUEST_LINE.match(start)
-                if line is not None and line.group(2) not in (b"1.0", b"1.1"):
-                    version = check_version(line.group(2).decode("ascii"))
-                    self._parser = httptools.HttpRequestParser(self)
-                    self.idle = True
-                    self._in_head = False
-                    self._head_start = None
-                    self._url, self._headers, self._head_size, self._hosts = b"", [], 0, 0
-                    self.feed(line.group(1) + version.encode() + start[line.end(2) :])
-                    return
-            raise BadRequest(str(exc) or "malformed request") from None
+            again = self._version_refused(start)
+            if again is None:
+                raise BadRequest(str(exc) or "malformed request") from None
+        if again is not None:
+            if again:
+                self.feed(again)
+            return
+        if self.idle:
+            self._request_start = None
+            return
+        self._request_start = start if start is not None and len(start) <= 512 else None
         if self._in_head:
-            self._head_start = start if start is not None and len(start) <= 512 else None
             # llhttp keeps the parts of a header line it has not finished on its own, without
             # a bound: count what was fed while a head is arriving (this feed's bytes may
             # include earlier requests; the bound leaves room for that).
@@ -105,6 +195,33 @@ class HttptoolsParser:
                 if not self._headers:
                     raise BadRequest("request line too long", URI_TOO_LONG)
                 raise BadRequest("request head too large", 431)
+
+    def _version_refused(self, start: bytes | None) -> bytes | None:
+        """What to feed a new parser when llhttp refused a request for its version, else None.
+
+        llhttp knows HTTP/1.0, 1.1 and 2.0 only; a request gets the verdict its version gets
+        from check_version on h11: 505 for HTTP/2+, also when a fault follows the line (h11's
+        adapter judges the line first, appserver.http.strict.check_raw_head), and HTTP/1.x
+        served as 1.1 (the line rewritten to say so). The line is found where llhttp stopped,
+        never by pattern alone: a body may hold text that looks like a request line.
+        """
+        if start is None:
+            return None
+        begin, at = _refused_request(start)
+        line = _REQUEST_LINE.match(start, begin)
+        if line is None or line.group(2) in (b"1.0", b"1.1"):
+            return None
+        if at >= line.end():  # refused after the line
+            if line.group().endswith(b"\n"):
+                check_version(line.group(2).decode("ascii"))  # 505 for HTTP/2+
+            return None
+        version = check_version(line.group(2).decode("ascii"))
+        self._parser = httptools.HttpRequestParser(self)
+        self.idle = True
+        self._in_head = False
+        self._request_start = None
+        self._url, self._headers, self._head_size, self._hosts = b"", [], 0, 0
+        return line.group(1) + version.encode() + start[line.end(2) :]
 
     # --- llhttp callbacks ---------------------------------------------------------------------
     # State is reset when a head is handed on, not in on_message_begin, and the size checks are
@@ -161,12 +278,23 @@ class HttptoolsParser:
         self._head_size = 0
         self._hosts = 0
         self._in_head = False
-        self._head_start = None
         method = parser.get_method()
         if len(headers) > self._limits.header_count:
             raise BadRequest("too many header fields", 431)
         if len(url) + len(method) + LINE_OVERHEAD > self._limits.request_line:
             raise BadRequest("request line too long", URI_TOO_LONG)
+        # llhttp takes several SP between the parts of the request line as one; RFC 9112 §3
+        # lets us refuse, and h11 does. The first head of a read is where its line begins:
+        # one SP after the method and one before the version put " HTTP/" right there.
+        source = self._line_source
+        if source is not None:
+            self._line_source = None
+            if not source.startswith(b" HTTP/", len(method) + len(url) + 1) and _spaced_line(
+                source, method, url, True
+            ):
+                raise BadRequest("more than one SP between the parts of the request line")
+        elif b"  " in self._fed and _spaced_line(self._fed, method, url, self._fed_from_start):
+            raise BadRequest("more than one SP between the parts of the request line")
         version = parser.get_http_version()
         # llhttp takes a request line without a version as HTTP/0.9, which RFC 9112 dropped;
         # and it does not check Host, which RFC 9112 §3.2 requires: exactly one in HTTP/1.1,

@@ -9,7 +9,9 @@ answer. The policy, in RFC order:
 1. Bare CR, bare LF and obs-fold in a head (§2.2, §5.2) are refused with 400 (both MAYs;
    llhttp refuses, so h11 must too). Empty lines before the request line are ignored (§2.2).
 2. Versions (§2.3): ``HTTP/1.x`` for x >= 2 is served as HTTP/1.1 (a higher minor version is
-   compatible); ``HTTP/2.0`` and above on this HTTP/1.1 connection get 505.
+   compatible; so it needs a Host); ``HTTP/2.0`` and above on this HTTP/1.1 connection get
+   505. The request line is one SP between its parts (§3 allows more; h11 refuses them, and
+   the httptools adapter refuses them for llhttp).
 3. Methods are tokens; only the methods llhttp knows are served (h11 takes any token, llhttp
    refuses the rest), the others get 400.
 4. Host (§3.2): exactly one in HTTP/1.1 (the adapters), and a valid ``uri-host [":" port]``:
