@@ -85,11 +85,14 @@ class H11Parser:
                 raw = raw[: len(raw) - len(conn.trailing_data[0])]
                 check_raw_head(raw)
                 version = check_version(event.http_version.decode("ascii"))
-                if version == "1.1" and event.http_version != b"1.1":
-                    # h11 asks for Host in HTTP/1.1 only; served as 1.1, a 1.x request must
-                    # have one too (RFC 9112 §3.2).
-                    if sum(name == b"host" for name, _ in headers) != 1:
-                        raise BadRequest("HTTP/1.1 requests need exactly one Host header")
+                # h11 asks for Host in HTTP/1.1 only; served as 1.1, a 1.x request must have
+                # one too (RFC 9112 §3.2).
+                if (
+                    version == "1.1"
+                    and event.http_version != b"1.1"
+                    and sum(name == b"host" for name, _ in headers) != 1
+                ):
+                    raise BadRequest("HTTP/1.1 requests need exactly one Host header")
                 length, coded = self._check_head(event.method, event.target, headers)
                 if length:
                     # h11 folds repeated equal Content-Lengths into one; llhttp refuses them.
