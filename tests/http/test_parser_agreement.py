@@ -85,9 +85,7 @@ field_values = st.sampled_from([b"1", b"text/html", b"a b", b"caf\xe9", b"", b"x
 @st.composite
 def request(draw: Any) -> bytes:
     method = draw(token)
-    head = (
-        method + b" " + draw(path) + draw(query) + b" HTTP/" + draw(versions)
-    )
+    head = method + b" " + draw(path) + draw(query) + b" HTTP/" + draw(versions)
     head += b"\r\nHost: " + draw(st.sampled_from([b"x", b"example.com:8080", b"[::1]"])) + b"\r\n"
     for _ in range(draw(st.integers(0, 3))):
         head += draw(field_names) + b": " + draw(field_values) + b"\r\n"
