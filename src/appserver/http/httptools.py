@@ -66,10 +66,11 @@ def _spaced_line(data: bytes, method: bytes, url: bytes, from_start: bool) -> bo
     """Whether ``data`` has this request's line with two or more SP between its parts.
 
     When ``data`` starts where a request starts, a line that only looks like it (in a body
-    before it) is told apart by parsing up to it; otherwise the look is trusted (a refusal).
+    or a field before it) is told apart by parsing up to it; otherwise the look is trusted (a
+    refusal). A request may begin right after a body's last byte, so no line start is asked.
     """
     method, url = re.escape(method), re.escape(url)
-    pattern = rb"(?m)^" + method + rb"(?:  +" + url + rb" +| +" + url + rb"  +)HTTP/"
+    pattern = method + rb"(?:  +" + url + rb" +| +" + url + rb"  +)HTTP/"
     return any(
         not from_start or _between_requests(data[: match.start()])
         for match in re.finditer(pattern, data)
