@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from pydantic import BaseModel
 
 from appserver.config.settings import SETTINGS, Setting
 from appserver.config.sources import Layer, Resolved, layers_for, overrides_layer, resolve
@@ -295,6 +296,8 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
+    if isinstance(value, BaseModel):  # a listener: what was set, as the file would say it
+        return _plain(value.model_dump(exclude_defaults=True))
     return repr(value)
 
 

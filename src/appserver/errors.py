@@ -27,7 +27,7 @@ class SettingError:
     def key(self) -> str:
         if self.spelled is not None:
             return self.spelled
-        return ".".join(str(part) for part in self.loc) or "(config)"
+        return loc_path(self.loc) or "(config)"
 
     def __str__(self) -> str:
         where = f"{self.source}: " if self.source else ""
@@ -42,6 +42,14 @@ class SettingError:
         if self.spelled.startswith(("APPSERVER_", "-")):
             return f"{where}{self.key}={shown}: {self.expected}"
         return f"{where}{self.key} = {shown}: {self.expected}"
+
+
+def loc_path(loc: tuple[str | int, ...]) -> str:
+    """``("listeners", 0, "tls", "certfile")`` as ``listeners[0].tls.certfile``."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
 
 
 def _literal(value: Any) -> str:

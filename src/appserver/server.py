@@ -17,7 +17,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from email.utils import formatdate
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from appserver.runtime.logs import configure_logging, logger
 from appserver.runtime.loops import loop_factory
 from appserver.runtime.sockets import Listener, open_listeners
 from appserver.runtime.state import ServerState
+from appserver.runtime.tls import ServerTLS
 
 if TYPE_CHECKING:
     from appserver.config.model import Config
@@ -115,7 +116,7 @@ class Server:
             return
         try:
             self.config.load()
-        except AppLoadError as exc:
+        except (AppLoadError, StartupError) as exc:
             logger.error("%s", exc)
             raise SystemExit(1) from None
 
@@ -146,22 +147,38 @@ class Server:
         state = self.server_state
         app_state = self.lifespan.state
 
-        def protocol_factory() -> asyncio.Protocol:
-            protocol: asyncio.Protocol = protocol_class(config, state, app_state, loop)
-            return protocol
+        def factory_for(tls: ServerTLS | None) -> Callable[[], asyncio.Protocol]:
+            if tls is None:  # uvicorn's protocol signature: a custom class needs no more
+                return lambda: protocol_class(config, state, app_state, loop)
+            return lambda: protocol_class(config, state, app_state, loop, tls=tls)
 
+        loaded = config._require_loaded()
         try:
-            self.listeners = open_listeners(config, sockets)
+            # Every socket is open before any is served: a bad listener means none is.
+            self.listeners = open_listeners(config, loaded.tls, loaded.systemd, sockets)
             for listener in self.listeners:
                 sock = listener.sock
+                context = listener.tls.context if listener.tls is not None else None
+                # The handshake gets the time a request head gets (timeouts.header_read):
+                # asyncio's 60 s default would let a silent TLS client hold a connection.
+                handshake = config.timeout_header_read if context is not None else None
+                protocol_factory = factory_for(listener.tls)
                 server: asyncio.AbstractServer
                 if sock.family == socket.AF_UNIX:
                     server = await loop.create_unix_server(
-                        protocol_factory, sock=sock, backlog=config.backlog
+                        protocol_factory,
+                        sock=sock,
+                        backlog=listener.backlog,
+                        ssl=context,
+                        ssl_handshake_timeout=handshake,
                     )
                 else:
                     server = await loop.create_server(
-                        protocol_factory, sock=sock, backlog=config.backlog
+                        protocol_factory,
+                        sock=sock,
+                        backlog=listener.backlog,
+                        ssl=context,
+                        ssl_handshake_timeout=handshake,
                     )
                 self.servers.append(server)
         except (StartupError, OSError) as exc:
@@ -169,11 +186,14 @@ class Server:
             for server in self.servers:
                 server.close()
             self.servers = []
+            for listener in self.listeners:
+                listener.close()
+            self.listeners = []
             await self.lifespan.shutdown()
             self.should_exit = True
             return
         for listener in self.listeners:
-            logger.info("appserver running on %s (Press CTRL+C to quit)", listener.describe())
+            logger.info("Listening on %s (Press CTRL+C to quit)", listener.describe())
         self.started = True
 
     async def main_loop(self) -> None:
@@ -255,9 +275,10 @@ class Server:
             logger.warning("Forced exit during application shutdown")
             lifespan.cancel()
         for listener in self.listeners:
-            if listener.sock.family == socket.AF_UNIX and self.config.uds:
+            if listener.unix_path is not None:  # a socket file we made; fds are not ours
                 with contextlib.suppress(OSError):
-                    os.unlink(self.config.uds)
+                    os.unlink(listener.unix_path)
+                listener.unix_path = None
 
     async def _unless_forced(self, step: Awaitable[None]) -> bool:
         """Await a lifespan step unless a second signal forces exit first (the app's startup or

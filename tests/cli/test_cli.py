@@ -254,7 +254,7 @@ def wait_for_url(process: subprocess.Popen[str], lines: list[str]) -> str:
         if not line:
             break
         lines.append(line)
-        match = re.search(r"appserver running on (http://\S+)", line)
+        match = re.search(r"Listening on (http://\S+)", line)
         if match:
             return match.group(1)
     raise AssertionError("server did not start:\n" + "".join(lines))

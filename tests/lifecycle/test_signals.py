@@ -243,7 +243,7 @@ def test_lifespan_startup_failure_exits_without_serving() -> None:
     assert result.returncode == 1, result.output
     assert "database unreachable" in result.output
     assert "Application startup failed" in result.output
-    assert "running on" not in result.output  # never bound
+    assert "Listening on" not in result.output  # never bound
     assert "request served" not in result.output
     assert "Traceback" not in result.output
 
@@ -312,7 +312,7 @@ def test_second_signal_forces_exit_from_stuck_lifespan(stuck: str) -> None:
 def test_serves_on_unix_socket_and_removes_it(tmp_path: Path) -> None:
     path = tmp_path / "app.sock"
     with running(serve_args("tests.lifecycle.apps:slow", 0, uds=str(path))) as proc:
-        wait_for_output(proc, f"running on http+unix:{path}")
+        wait_for_output(proc, f"Listening on unix:{path}")
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(path))) as client:
             assert client.get("http://localhost/").text == "hello"
         proc.signal(signal.SIGTERM)

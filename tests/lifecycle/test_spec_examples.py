@@ -62,7 +62,7 @@ CASES = [
         signal.SIGTERM,
         0,
         body="Hello from myapp!",
-        printed=("running on http://127.0.0.1:8000", *DRAINED),
+        printed=("Listening on http://127.0.0.1:8000", *DRAINED),
     ),
     Case(
         "spec_03_prebound_socket.py",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -30,6 +31,12 @@ from pydantic import (
     model_validator,
 )
 
+from appserver.config.listeners import (
+    BIND_FORMS,
+    ListenerConfig,
+    format_tcp,
+    listeners_from_text,
+)
 from appserver.config.problems import config_error
 from appserver.config.units import parse_duration, parse_size
 
@@ -39,6 +46,24 @@ if TYPE_CHECKING:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+# The uvicorn keywords that describe the one socket when there is no listeners list.
+FLAT_SOCKET_SETTINGS = frozenset(
+    (
+        "host",
+        "port",
+        "uds",
+        "fd",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_keyfile_password",
+        "ssl_version",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_ciphers",
+        "ssl_context_factory",
+    )
+)
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _FIELD_VALUE = re.compile(rb"^[\x09\x20-\x7e\x80-\xff]*$")
@@ -66,6 +91,7 @@ def setting(
     doc: str,
     cli: str | None = None,
     expects: str | None = None,
+    env: str | None = None,
     **constraints: Any,
 ) -> Any:
     """Declare a setting. ``toml`` is its dotted path in the file (None: Python only).
@@ -78,6 +104,8 @@ def setting(
         extra["cli"] = cli
     if expects is not None:
         extra["expects"] = expects
+    if env is not None:
+        extra["env"] = env  # else APPSERVER_ + the keyword
     return Field(default, description=doc, json_schema_extra=extra, **constraints)
 
 
@@ -149,6 +177,64 @@ class Config(BaseModel):
         cli="--fd",
         doc="Serve on this inherited, already bound file descriptor.",
         ge=0,
+    )
+    listeners: list[ListenerConfig] | None = setting(
+        None,
+        toml="listeners",
+        cli="--bind",
+        env="APPSERVER_BIND",
+        expects=f"a list of [[listeners]] tables or bind addresses ({BIND_FORMS})",
+        doc="Sockets to listen on, each a [[listeners]] table with `bind` (" + BIND_FORMS + "), "
+        "`backlog`, `reuse_port`, `ipv6_only`, `unix_mode`/`unix_owner`/`unix_group` and an "
+        "optional `[listeners.tls]` table; the environment and flag take bind addresses "
+        "(comma-separated, or --bind repeated). Replaces host/port, uds, fd and ssl_*.",
+    )
+    ssl_certfile: str | None = setting(
+        None,
+        toml="server.ssl_certfile",
+        cli="--ssl-certfile",
+        doc="uvicorn's TLS keyword: PEM certificate file; serves HTTPS on host/port, uds or fd.",
+    )
+    ssl_keyfile: str | None = setting(
+        None, toml="server.ssl_keyfile", cli="--ssl-keyfile", doc="PEM private key file."
+    )
+    ssl_keyfile_password: str | None = setting(
+        None,
+        toml="server.ssl_keyfile_password",
+        cli="--ssl-keyfile-password",
+        doc="Password of an encrypted ssl_keyfile.",
+    )
+    ssl_version: int = setting(
+        int(ssl.PROTOCOL_TLS_SERVER),
+        toml="server.ssl_version",
+        cli="--ssl-version",
+        doc="uvicorn's ssl_version: an ssl.PROTOCOL_* number (default PROTOCOL_TLS_SERVER).",
+    )
+    ssl_cert_reqs: int = setting(
+        int(ssl.CERT_NONE),
+        toml="server.ssl_cert_reqs",
+        cli="--ssl-cert-reqs",
+        doc="Client certificates: 0 none, 1 optional, 2 required (ssl.CERT_*).",
+        ge=0,
+        le=2,
+    )
+    ssl_ca_certs: str | None = setting(
+        None,
+        toml="server.ssl_ca_certs",
+        cli="--ssl-ca-certs",
+        doc="PEM file of CAs that client certificates must chain to.",
+    )
+    ssl_ciphers: str = setting(
+        "TLSv1",
+        toml="server.ssl_ciphers",
+        cli="--ssl-ciphers",
+        doc="OpenSSL cipher list (uvicorn's default: TLSv1).",
+    )
+    ssl_context_factory: Callable[..., Any] | None = setting(
+        None,
+        toml=None,
+        doc="Python only, as in uvicorn: factory(config, default_factory) -> ssl.SSLContext, "
+        "called by load(); default_factory() builds the context from the ssl_* settings.",
     )
     backlog: int = setting(
         2048,
@@ -494,11 +580,49 @@ class Config(BaseModel):
                 raise ValueError(f'{item!r} is not an IP address, a CIDR network or "*"') from None
         return value
 
+    @field_validator("listeners", mode="before")
+    @classmethod
+    def _bind_strings(cls, value: Any) -> Any:
+        return listeners_from_text(value)
+
     @model_validator(mode="after")
     def _check_sockets(self) -> Config:
         if self.uds is not None and self.fd is not None:
             raise ValueError("uds and fd are exclusive: set one socket source")
+        if self.listeners is not None:
+            flat = sorted(FLAT_SOCKET_SETTINGS & self.model_fields_set)
+            if flat:
+                raise ValueError(
+                    f"listeners and {', '.join(flat)} are exclusive: write the address as a "
+                    'bind ("HOST:PORT", "unix:PATH", "fd://N") and TLS as [listeners.tls], or '
+                    "drop listeners"
+                )
+            if not self.listeners:
+                raise ValueError("listeners is empty: give at least one bind address")
+        elif self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_keyfile needs ssl_certfile")
         return self
+
+    # --- listeners ---------------------------------------------------------------------------
+    def listener_configs(self) -> list[ListenerConfig]:
+        """Every socket to listen on: ``listeners``, or the one the flat keywords describe
+        (its TLS, if any, comes from the ssl_* keywords at load(), uvicorn's way)."""
+        if self.listeners is not None:
+            return list(self.listeners)
+        if self.fd is not None:
+            bind = f"fd://{self.fd}"
+        elif self.uds is not None:
+            bind = f"unix:{self.uds}"
+        else:
+            bind = format_tcp(self.host, self.port)
+        return [ListenerConfig(bind=bind)]
+
+    @property
+    def is_ssl(self) -> bool:
+        """uvicorn's attribute: whether any listener serves TLS."""
+        if self.listeners is not None:
+            return any(listener.tls is not None for listener in self.listeners)
+        return bool(self.ssl_certfile or self.ssl_keyfile or self.ssl_context_factory)
 
     # --- layered sources ---------------------------------------------------------------------
     @classmethod

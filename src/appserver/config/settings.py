@@ -33,6 +33,9 @@ class Setting:
 
     @property
     def env(self) -> str:
+        extra = self.info.json_schema_extra
+        if isinstance(extra, dict) and isinstance(extra.get("env"), str):
+            return str(extra["env"])  # APPSERVER_BIND, as gunicorn's and hypercorn's --bind
         return ENV_PREFIX + self.name.upper()
 
     @property

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from appserver.config.model import Config
+from appserver.config.model import FLAT_SOCKET_SETTINGS, Config
 from appserver.config.settings import (
     BY_ENV,
     BY_NAME,
@@ -32,8 +32,8 @@ from appserver.config.settings import (
     Setting,
     did_you_mean,
 )
-from appserver.config.toml_file import read_toml
-from appserver.errors import _MISSING, ConfigError, SettingError
+from appserver.config.toml_file import FileValues, read_toml
+from appserver.errors import _MISSING, ConfigError, SettingError, loc_path
 
 Kind = Literal["default", "file", "dotenv", "environ", "flag", "override"]
 
@@ -73,16 +73,30 @@ class Layer:
     errors: list[SettingError] = field(default_factory=list)
     # APPSERVER_* variables that name no setting: a warning to serve, an error to check.
     unknown: list[SettingError] = field(default_factory=list)
+    file: FileValues | None = None  # the file read, for the lines of keys inside a value
 
     def set(self, name: str, value: Any, origin: Origin) -> None:
         self.values[name] = value
         self.origins[name] = origin
 
-    def error_for(self, name: str, value: Any, expected: str) -> SettingError:
+    def error_for(
+        self, name: str, value: Any, expected: str, loc: tuple[str | int, ...] = ()
+    ) -> SettingError:
+        """An error about setting ``name``; ``loc`` (from validation) may point inside its
+        value: ``("listeners", 1, "tls", "certfile")``."""
         origin = self.origins.get(name, Origin(self.kind))
+        inner = loc[1:] if loc[:1] == (name,) else ()
         shown = origin.spelled if origin.kind != "file" else BY_NAME[name].toml
         where = origin.where if origin.kind in ("file", "dotenv") else None
-        return SettingError((name,), value, expected, where, shown)
+        if inner:
+            path = (*BY_NAME[name].toml.split("."), *inner)
+            if origin.kind == "file":
+                shown = loc_path(path)
+                if self.file is not None:
+                    where = self.file.where_nested(path)
+            else:
+                expected = f"{loc_path(path)}: {expected}"  # APPSERVER_BIND, --bind
+        return SettingError(loc or (name,), value, expected, where, shown)
 
 
 @dataclass
@@ -109,7 +123,7 @@ class Resolved:
 def file_layer(path: str | os.PathLike[str]) -> Layer:
     """The TOML file's values, with ``file:line`` origins."""
     read = read_toml(path)
-    layer = Layer("file", errors=list(read.errors))
+    layer = Layer("file", errors=list(read.errors), file=read)
     for name, value in read.values.items():
         layer.set(name, value, Origin("file", BY_NAME[name].toml, read.where(name)))
     return layer
@@ -225,6 +239,12 @@ def _set_text(layer: Layer, setting: Setting, text: str, origin: Origin) -> None
 _EXCLUSIVE: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("uds", ("host", "port"), "a Unix socket and a TCP host/port are exclusive"),
     ("fd", ("uds",), "an inherited fd and a Unix socket are exclusive"),
+    (
+        "listeners",
+        tuple(sorted(FLAT_SOCKET_SETTINGS)),
+        "listeners and the flat socket settings are exclusive (write the address as a bind "
+        "and TLS as [listeners.tls])",
+    ),
 )
 
 
@@ -244,6 +264,13 @@ def resolve(layers: list[Layer]) -> Resolved:
         unknown.extend(layer.unknown)
         errors.extend(_validate_alone(layer))
         errors.extend(_conflicts(layer))
+        if layer.values.get("listeners") is not None:
+            # A list of listeners replaces the one socket a lower source described with the
+            # flat keywords (the file's host/port under APPSERVER_BIND); the other way round
+            # is refused by Config, naming both.
+            for name in FLAT_SOCKET_SETTINGS:
+                merged.pop(name, None)
+                origins.pop(name, None)
         merged.update(layer.values)
         origins.update(layer.origins)
     if errors:
@@ -262,7 +289,7 @@ def _validate_alone(layer: Layer) -> list[SettingError]:
         Config(**values)
     except ConfigError as exc:
         return [
-            layer.error_for(str(e.loc[0]), e.value, e.expected)
+            layer.error_for(str(e.loc[0]), e.value, e.expected, e.loc)
             for e in exc.errors
             if e.loc  # cross-field rules are checked on the merged config
         ]

@@ -37,20 +37,38 @@ def _split_key(text: str) -> tuple[str, ...]:
     return tuple(part.strip("\"'") for part in _PART.findall(text))
 
 
-def key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """The 1-based line where each key path (and each table) is first written."""
-    lines: dict[tuple[str, ...], int] = {}
-    table: tuple[str, ...] = ()
+def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
+    """The 1-based line where each key path (and each table) is first written.
+
+    The tables of an array (``[[listeners]]``) are told apart by index, as validation names
+    them: ``("listeners", 1, "tls", "certfile")``; the array itself is where it first appears.
+    """
+    lines: dict[tuple[str | int, ...], int] = {}
+    table: tuple[str | int, ...] = ()
+    arrays: dict[tuple[str | int, ...], int] = {}  # array path -> index of its last table
+
+    def indexed(path: tuple[str, ...]) -> tuple[str | int, ...]:
+        # [listeners.tls] after [[listeners]] belongs to the last listener written.
+        out: tuple[str | int, ...] = ()
+        for part in path:
+            out = (*out, part)
+            if out in arrays:
+                out = (*out, arrays[out])
+        return out
+
     for number, line in enumerate(text.splitlines(), start=1):
-        if _ARRAY_TABLE_LINE.match(line):
-            match = _ARRAY_TABLE_LINE.match(line)
-            assert match is not None
-            table = _split_key(match.group(1))
+        match = _ARRAY_TABLE_LINE.match(line)
+        if match:
+            parts = _split_key(match.group(1))
+            array = (*indexed(parts[:-1]), parts[-1])
+            lines.setdefault(array, number)
+            arrays[array] = arrays.get(array, -1) + 1
+            table = (*array, arrays[array])
             lines.setdefault(table, number)
             continue
         match = _TABLE_LINE.match(line)
         if match:
-            table = _split_key(match.group(1))
+            table = indexed(_split_key(match.group(1)))
             lines.setdefault(table, number)
             continue
         match = _KEY_LINE.match(line)
@@ -70,9 +88,16 @@ class FileValues:
     values: dict[str, Any] = field(default_factory=dict)
     lines: dict[str, int | None] = field(default_factory=dict)
     errors: list[SettingError] = field(default_factory=list)
+    # Every key path's line, for errors inside a setting's value (listeners[1].tls.certfile).
+    key_lines: dict[tuple[str | int, ...], int] = field(default_factory=dict)
 
     def where(self, name: str) -> str:
         line = self.lines.get(name)
+        return f"{self.path}:{line}" if line else self.path
+
+    def where_nested(self, path: tuple[str | int, ...]) -> str:
+        """``file:line`` of a key path within a value, or of the nearest key that holds it."""
+        line = _line_for(self.key_lines, path)
         return f"{self.path}:{line}" if line else self.path
 
 
@@ -99,7 +124,8 @@ def read_toml(path: str | os.PathLike[str]) -> FileValues:
             message = message[: position.start()]
         result.errors.append(SettingError((), _MISSING, f"invalid TOML: {message}", where, ""))
         return result
-    _collect(data, toml_tree(), (), key_lines(text), result)
+    result.key_lines = key_lines(text)
+    _collect(data, toml_tree(), (), result.key_lines, result)
     return result
 
 
@@ -107,7 +133,7 @@ def _collect(
     data: dict[str, Any],
     node: dict[str, Any],
     table: tuple[str, ...],
-    lines: dict[tuple[str, ...], int],
+    lines: dict[tuple[str | int, ...], int],
     result: FileValues,
 ) -> None:
     for key, value in data.items():
@@ -140,7 +166,7 @@ def _collect(
             )
 
 
-def _line_for(lines: dict[tuple[str, ...], int], path: tuple[str, ...]) -> int | None:
+def _line_for(lines: dict[tuple[str | int, ...], int], path: tuple[str | int, ...]) -> int | None:
     # An inline table ({...}) has no line per key: fall back to the nearest enclosing key.
     for end in range(len(path), 0, -1):
         if path[:end] in lines:

@@ -77,6 +77,8 @@ class ConnectionInfo:
     # Proxies whose X-Forwarded-* headers we believe, or None when this peer is not one.
     proxy: TrustedProxies | None = None
     app_state: dict[str, Any] = field(default_factory=dict)
+    # scope["extensions"] for every request on the connection (the TLS extension), or None.
+    extensions: dict[str, Any] | None = None
 
 
 class ResponseState(enum.Enum):
@@ -194,6 +196,8 @@ class RequestCycle:
             "headers": headers,
             "state": conn.app_state.copy(),
         }
+        if conn.extensions is not None:
+            self.scope["extensions"] = conn.extensions.copy()
         self.defaults = conn.defaults
         self.http_version = http_version
         self.head_request = method == b"HEAD"

@@ -42,6 +42,7 @@ from appserver.runtime.logs import access_logger, logger
 if TYPE_CHECKING:
     from appserver.config.model import Config
     from appserver.runtime.state import ServerState
+    from appserver.runtime.tls import ServerTLS
 
 # Buffer this much unread request body before we stop reading from the socket.
 HIGH_WATER = 64 * 1024
@@ -72,6 +73,7 @@ class HTTPProtocol(Connection):
         "_parser_class",
         "_requests_limit",
         "_served",
+        "_tls",
         "_trusted",
         "_ws_protocol",
         "app",
@@ -92,8 +94,10 @@ class HTTPProtocol(Connection):
         server_state: ServerState,
         app_state: dict[str, Any] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        tls: ServerTLS | None = None,
     ) -> None:
         loop = loop or asyncio.get_running_loop()
+        self._tls = tls  # the listener's TLS: the scope's TLS extension comes from it
         self.init_connection(server_state, loop, config.limit_concurrency, config.timeout_write)
         self.config = config
         loaded = config._require_loaded()
@@ -140,14 +144,17 @@ class HTTPProtocol(Connection):
         proxy = (
             trusted if trusted is not None and client is not None and client[0] in trusted else None
         )
+        tls = self._tls
+        secure = tls is not None or bool(transport.get_extra_info("sslcontext"))
         self.info = ConnectionInfo(
             server=server,
             client=client,
-            scheme="https" if transport.get_extra_info("sslcontext") else "http",
+            scheme="https" if secure else "http",
             root_path=config.root_path,
             defaults=self.server_state.defaults,
             proxy=proxy,
             app_state=self.app_state,
+            extensions={"tls": tls.extension(transport)} if tls is not None else None,
         )
         self._set_idle()
 

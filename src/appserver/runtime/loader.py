@@ -16,6 +16,8 @@ from appserver.errors import AppLoadError
 from appserver.http.limits import HeadLimits
 from appserver.http.proxy import TrustedProxies
 from appserver.runtime.logs import logger
+from appserver.runtime.sockets import systemd_assignments
+from appserver.runtime.tls import ServerTLS, tls_for_listeners
 
 if TYPE_CHECKING:
     from appserver.config.model import Config
@@ -37,6 +39,11 @@ class Loaded:
     # Built once here, not per connection; None when proxy headers are off.
     trusted_proxies: TrustedProxies | None = None
     head_limits: HeadLimits = field(default_factory=HeadLimits)
+    # One per config.listener_configs(): its TLS (context built here, so a bad key fails
+    # before lifespan startup), or None.
+    tls: list[ServerTLS | None] = field(default_factory=lambda: [None])
+    # Listener index -> the file descriptors systemd passed for it (socket activation).
+    systemd: dict[int, list[int]] = field(default_factory=dict)
 
     @property
     def ws_protocol_class(self) -> type[Any] | None:
@@ -168,6 +175,10 @@ def load(config: Config) -> Loaded:
     from appserver.runtime.http_protocol import HTTPProtocol
     from appserver.runtime.lifespan import LifespanOff, LifespanOn
 
+    # Before the app is imported: the socket-activation variables are unset for it, and a
+    # bad certificate or key stops the server before any of the app's code runs.
+    systemd = systemd_assignments(config.listener_configs(), os.environ, os.getpid())
+    tls = tls_for_listeners(config)
     app = resolve_app(config)
     parser = resolve_parser(config.http)
     lifespan = LifespanOff if config.lifespan == "off" else LifespanOn
@@ -188,4 +199,6 @@ def load(config: Config) -> Loaded:
             head_size=config.limit_header_size,
             body_size=config.limit_body_size,
         ),
+        tls=tls,
+        systemd=systemd,
     )

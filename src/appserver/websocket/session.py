@@ -114,7 +114,7 @@ def websocket_scope(http_scope: dict[str, Any]) -> dict[str, Any]:
         "headers": http_scope["headers"],
         "subprotocols": subprotocols,
         "state": http_scope["state"],
-        "extensions": {HTTP_RESPONSE_EXTENSION: {}},
+        "extensions": {HTTP_RESPONSE_EXTENSION: {}, **http_scope.get("extensions", {})},
     }
 
 
