@@ -234,18 +234,25 @@ def check(
         # An unknown APPSERVER_* variable is a warning to serve but an error here: check exists
         # to catch a typo before it silently does nothing in production.
         resolved.errors.extend(resolved.unknown)
+        warnings: list[str] = []
+        if resolved.config is not None and not resolved.errors:
+            tls_problem, warnings = _check_tls(resolved.config)
+            if tls_problem is not None:
+                resolved.errors.append(tls_problem)
         if import_app and resolved.config is not None and not resolved.errors:
             problem = _import_app(resolved)
             if problem is not None:
                 resolved.errors.append(problem)
                 resolved.config = None
-        results.append((label, resolved))
-    valid = all(not r.errors and r.config is not None for _, r in results)
+        results.append((label, resolved, warnings))
+    valid = all(not r.errors and r.config is not None for _, r, _ in results)
     if output_format == "json":
-        report = {"valid": valid, "results": [_json_result(label, r) for label, r in results]}
+        report = {"valid": valid, "results": [_json_result(*result) for result in results]}
         typer.echo(json.dumps(report, indent=2))
     else:
-        for label, resolved in results:
+        for label, resolved, warnings in results:
+            for warning in warnings:
+                typer.echo(f"{label}: warning: {warning}", err=True)
             if resolved.errors or resolved.config is None:
                 _print_problems(resolved.errors, label)
                 continue
@@ -253,6 +260,21 @@ def check(
             if print_:
                 _print_settings(resolved)
     raise typer.Exit(0 if valid else 1)
+
+
+def _check_tls(config: Any) -> tuple[SettingError | None, list[str]]:
+    """Build every listener's SSL context (files exist and are readable, the key opens and
+    matches its certificate) and list certificates that expire soon; nothing is bound."""
+    from appserver.errors import StartupError
+    from appserver.runtime.tls import expiry_warnings, tls_for_listeners
+
+    if not config.is_ssl:
+        return None, []
+    try:
+        tls_for_listeners(config)
+    except StartupError as exc:
+        return SettingError((), _MISSING, str(exc), None, ""), expiry_warnings(config)
+    return None, expiry_warnings(config)
 
 
 def _import_app(resolved: Resolved) -> SettingError | None:
@@ -301,12 +323,12 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
-def _json_result(label: str, resolved: Resolved) -> dict[str, Any]:
+def _json_result(label: str, resolved: Resolved, warnings: list[str]) -> dict[str, Any]:
     result: dict[str, Any] = {
         "file": label,
         "valid": not resolved.errors and resolved.config is not None,
         "errors": [str(e) for e in resolved.errors],
-        "warnings": [],
+        "warnings": warnings,
     }
     if resolved.config is not None and not resolved.errors:
         result["settings"] = {

@@ -210,8 +210,8 @@ class HttptoolsParser:
             return None
         begin, at = _refused_request(start)
         line = _REQUEST_LINE.match(start, begin)
-        if line is None or line.group(2) in (b"1.0", b"1.1"):
-            return None
+        if line is None or line.group(2) in (b"1.0", b"1.1") or at < line.start(2):
+            return None  # refused before the version: the method or the target
         if at >= line.end():  # refused after the line
             if line.group().endswith(b"\n"):
                 check_version(line.group(2).decode("ascii"))  # 505 for HTTP/2+

@@ -57,18 +57,21 @@ GOOD_HOSTS_MAX = 1024
 _BAD_RAW = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]")
 
 
-_VERSION_LINE = re.compile(rb"[!-~]+ [!-~]+ HTTP/([0-9]\.[0-9])\r\n")
+_VERSION_LINE = re.compile(rb"([!-~]+) [!-~]+ HTTP/([0-9]\.[0-9])\r\n")
 
 
 def check_raw_head(head: bytes) -> None:
     """Refuse a head (request line to the empty line) with bare CR/LF, obs-fold or controls.
 
-    The request line is judged first, as llhttp reads it first: an HTTP/2+ line is 505 even
-    if a field after it is malformed too.
+    The request line is judged first, in the order llhttp reads it: an unknown method is 400
+    (llhttp refuses it before it reads on), then an HTTP/2+ line is 505 even if a field after
+    it is malformed too.
     """
     line = _VERSION_LINE.match(head)
-    if line is not None and line.group(1) not in (b"1.0", b"1.1"):
-        check_version(line.group(1).decode("ascii"))
+    if line is not None and line.group(2) not in (b"1.0", b"1.1"):
+        if line.group(1) not in KNOWN_METHODS:
+            raise BadRequest(f"unknown method {line.group(1)[:20]!r}")
+        check_version(line.group(2).decode("ascii"))
     match = _BAD_RAW.search(head)
     if match is not None:
         found = match.group()

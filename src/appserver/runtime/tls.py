@@ -248,13 +248,23 @@ def _load_chain(
             raise StartupError(
                 f"{key_label}: the key in {where} does not match the certificate in {certfile}"
             ) from None
-        if "DECRYPT" in reason or "PASSWORD" in reason or "PROCESSING_ERROR" in reason:
+        if _encrypted(where):
             need = "a wrong password" if password else "no password given"
             raise StartupError(f"{key_label}: the key in {where} is encrypted and {need}") from None
         raise StartupError(
             f"{cert_label}: cannot load the certificate and key ({certfile}, {where}): "
             f"{exc.reason or exc}"
         ) from None
+
+
+def _encrypted(path: str) -> bool:
+    """Whether a PEM file holds an encrypted key (PKCS#8 or the traditional OpenSSL header)."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as file:
+            text = file.read()
+    except OSError:
+        return False
+    return "BEGIN ENCRYPTED PRIVATE KEY" in text or "Proc-Type: 4,ENCRYPTED" in text
 
 
 def _load_cas(context: ssl.SSLContext, path: str, label: str) -> None:
