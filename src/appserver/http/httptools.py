@@ -62,23 +62,25 @@ def _refused_request(data: bytes) -> tuple[int, int]:
     return begin, at
 
 
-def _spaced_line(data: bytes, method: bytes, url: bytes, from_start: bool) -> bool:
+def _spaced_line(data: bytes, method: bytes, url: bytes, index: int) -> bool:
     """Whether ``data`` has this request's line with two or more SP between its parts.
 
-    When ``data`` starts where a request starts, a line that only looks like it (in a body
-    or a field before it) is told apart by parsing up to it; otherwise the look is trusted (a
-    refusal). A request may begin right after a body's last byte, so no line start is asked.
+    ``index`` >= 0: ``data`` starts where a request starts and this is its request number
+    ``index``; a line that only looks like it (in a body or a field, or another request's
+    with the same method and target) is told apart by parsing up to it. -1: the look is
+    trusted (a refusal). A request may begin right after a body's last byte, so no line start
+    is asked.
     """
     method, url = re.escape(method), re.escape(url)
     pattern = method + rb"(?:  +" + url + rb" +| +" + url + rb"  +)HTTP/"
     return any(
-        not from_start or _between_requests(data[: match.start()])
+        index < 0 or _starts_request(data[: match.start()], index)
         for match in re.finditer(pattern, data)
     )
 
 
 class _Boundaries:
-    """Counts the requests llhttp begins and completes (see _between_requests)."""
+    """Counts the requests llhttp begins and completes (see _starts_request)."""
 
     def __init__(self) -> None:
         self.begun = self.completed = 0
@@ -90,20 +92,21 @@ class _Boundaries:
         self.completed += 1
 
 
-def _between_requests(data: bytes) -> bool:
-    """Whether ``data``, which starts where a request starts, ends between two requests."""
+def _starts_request(data: bytes, index: int) -> bool:
+    """Whether ``data``, which starts where a request starts, ends where its request number
+    ``index`` (0: the first) starts."""
     counts = _Boundaries()
     try:
         httptools.HttpRequestParser(counts).feed_data(data)
     except (httptools.HttpParserError, httptools.HttpParserUpgrade):
         return False
-    return counts.begun == counts.completed
+    return counts.begun == counts.completed == index
 
 
 class HttptoolsParser:
     __slots__ = (
         "_fed",
-        "_fed_from_start",
+        "_fed_heads",
         "_framing",
         "_head_fed",
         "_head_size",
@@ -112,9 +115,9 @@ class HttptoolsParser:
         "_hosts",
         "_in_head",
         "_limits",
-        "_line_source",
         "_parser",
         "_request_start",
+        "_request_start_heads",
         "_stopped",
         "_switched",
         "_switching",
@@ -130,6 +133,7 @@ class HttptoolsParser:
         self._in_head = False  # between on_message_begin and on_headers_complete
         self._head_fed = 0  # bytes fed while a head was arriving (see feed)
         self._request_start: bytes | None = None  # a split request's first bytes (see feed)
+        self._request_start_heads = 0  # heads those bytes completed
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -142,9 +146,10 @@ class HttptoolsParser:
         self._stopped = False  # the sink said CLOSE: callbacks for what follows are ignored
         # For the request line check (see on_headers_complete): the bytes from the start of
         # the request whose head is being read, when known, and this read's bytes.
-        self._line_source: bytes | None = None
         self._fed = b""
-        self._fed_from_start = False  # the read's bytes begin where a request begins
+        # The heads completed in _fed when it begins where a request begins, else -1 (see
+        # on_headers_complete).
+        self._fed_heads = -1
 
     def feed(self, data: bytes) -> None:
         if self._switched or self._stopped:
@@ -153,10 +158,15 @@ class HttptoolsParser:
         # byte of a request came before it, else those kept by earlier feeds of a request split
         # over reads (when short). Only a refusal of llhttp's needs them (_version_refused).
         head = self._request_start
-        start: bytes | None = data if self.idle else (head + data if head is not None else None)
-        self._line_source = start if self.idle or self._in_head else None
-        self._fed = data
-        self._fed_from_start = start is data
+        if self.idle:
+            start: bytes | None = data
+            self._fed, self._fed_heads = data, 0
+        elif head is not None:
+            start = head + data
+            self._fed, self._fed_heads = start, self._request_start_heads
+        else:
+            start = None
+            self._fed, self._fed_heads = data, -1
         # What is fed again is fed after the except blocks: an exception raised while one is
         # handled gets it as __context__, where a callback's BadRequest is looked for.
         again: bytes | None = None
@@ -187,6 +197,7 @@ class HttptoolsParser:
             self._request_start = None
             return
         self._request_start = start if start is not None and len(start) <= 512 else None
+        self._request_start_heads = self._fed_heads
         if self._in_head:
             # llhttp keeps the parts of a header line it has not finished on its own, without
             # a bound: count what was fed while a head is arriving (this feed's bytes may
@@ -285,17 +296,20 @@ class HttptoolsParser:
         if len(url) + len(method) + LINE_OVERHEAD > self._limits.request_line:
             raise BadRequest("request line too long", URI_TOO_LONG)
         # llhttp takes several SP between the parts of the request line as one; RFC 9112 §3
-        # lets us refuse, and h11 does. The first head of a read is where its line begins:
-        # one SP after the method and one before the version put " HTTP/" right there.
-        source = self._line_source
-        if source is not None:
-            self._line_source = None
-            if not source.startswith(b" HTTP/", len(method) + len(url) + 1) and _spaced_line(
-                source, method, url, True
+        # lets us refuse, and h11 does. The first head in _fed is where its line begins: one
+        # SP after the method and one before the version put " HTTP/" right there (the common
+        # case, one cheap test); otherwise the line is looked for (see _spaced_line).
+        heads = self._fed_heads
+        fed = self._fed
+        if heads == 0:
+            if not fed.startswith(b" HTTP/", len(method) + len(url) + 1) and _spaced_line(
+                fed, method, url, 0
             ):
                 raise BadRequest("more than one SP between the parts of the request line")
-        elif b"  " in self._fed and _spaced_line(self._fed, method, url, self._fed_from_start):
+        elif b"  " in fed and _spaced_line(fed, method, url, heads):
             raise BadRequest("more than one SP between the parts of the request line")
+        if heads >= 0:
+            self._fed_heads = heads + 1
         version = parser.get_http_version()
         # llhttp takes a request line without a version as HTTP/0.9, which RFC 9112 dropped;
         # and it does not check Host, which RFC 9112 §3.2 requires: exactly one in HTTP/1.1,
