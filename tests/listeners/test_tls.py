@@ -172,11 +172,11 @@ def test_plain_http_on_a_tls_port_costs_nothing_but_that_connection(
 
 def test_wss(certs: Certs) -> None:
     async def main() -> str:
-        async with serving(listeners=[tls_listener(certs)]) as (_, ports):
-            async with websockets.connect(
-                f"wss://127.0.0.1:{ports[0]}/", ssl=client_context(certs)
-            ) as ws:
-                return str(await ws.recv())
+        async with (
+            serving(listeners=[tls_listener(certs)]) as (_, ports),
+            websockets.connect(f"wss://127.0.0.1:{ports[0]}/", ssl=client_context(certs)) as ws,
+        ):
+            return str(await ws.recv())
 
     assert run(main()) == "wss"
 
@@ -260,8 +260,7 @@ def test_bad_keys_and_certificates_fail_at_load_naming_the_listener(
     cases = {
         "encrypted-no-password": (
             {"keyfile": encrypted},
-            "listeners[0].tls.keyfile: the key in %s is encrypted and no password given"
-            % encrypted,
+            f"listeners[0].tls.keyfile: the key in {encrypted} is encrypted and no password given",
         ),
         "wrong-password": (
             {"keyfile": encrypted, "keyfile_password": "nope"},
