@@ -133,6 +133,9 @@ def start_server(server: str, workload: Workload, pinning: Pinning) -> ServerPro
     ]
     if pinning.server is not None:
         cmd += ["--cpu", str(pinning.server)]
+    if workload.tls:
+        certfile, keyfile = tls_files()
+        cmd += ["--certfile", certfile, "--keyfile", keyfile]
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop_server
     env = {
         **os.environ,
@@ -169,6 +172,23 @@ def start_server(server: str, workload: Workload, pinning: Pinning) -> ServerPro
     return sp
 
 
+_TLS_FILES: list[str] = []
+
+
+def tls_files() -> tuple[str, str]:
+    """A certificate and key for 127.0.0.1 (trustme, made once per run), for every server."""
+    if not _TLS_FILES:
+        import trustme
+
+        directory = tempfile.mkdtemp(prefix="bench-tls-")
+        issued = trustme.CA().issue_cert(HOST)
+        certfile, keyfile = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+        issued.cert_chain_pems[0].write_to_path(certfile)
+        issued.private_key_pem.write_to_path(keyfile)
+        _TLS_FILES.extend([certfile, keyfile])
+    return _TLS_FILES[0], _TLS_FILES[1]
+
+
 def stop_server(sp: ServerProcess, timeout: float = 10.0) -> None:
     if sp.proc.poll() is None:
         sp.proc.send_signal(signal.SIGTERM)
@@ -194,7 +214,15 @@ def running(server: str, workload: Workload, pinning: Pinning) -> Iterator[Serve
 
 def check_response(workload: Workload, port: int) -> None:
     """One request with the stdlib client; raise if the answer is not what the app sends."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    conn: http.client.HTTPConnection
+    if workload.tls:
+        import ssl
+
+        # The harness's own certificate: what is checked here is the answer, not the chain.
+        context = ssl._create_unverified_context()
+        conn = http.client.HTTPSConnection(HOST, port, timeout=10, context=context)
+    else:
+        conn = http.client.HTTPConnection(HOST, port, timeout=10)
     try:
         if workload.body_bytes:
             body = b"a" * workload.body_bytes
@@ -234,7 +262,7 @@ def wrk_command(workload: Workload, port: int, duration: float) -> list[str]:
         "--latency",
         "-s",
         str(LUA_SCRIPT),
-        f"http://{HOST}:{port}/",
+        f"{'https' if workload.tls else 'http'}://{HOST}:{port}/",
     ]
 
 

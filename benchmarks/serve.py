@@ -42,6 +42,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this core")
+    parser.add_argument("--certfile", default=None, help="serve HTTPS with this certificate")
+    parser.add_argument("--keyfile", default=None, help="and this key")
     return parser.parse_args(argv)
 
 
@@ -51,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         os.sched_setaffinity(0, {args.cpu})
     app = APPS[args.app]
     kwargs = server_kwargs(args.http, args.loop, args.port)
+    if args.certfile:  # uvicorn's TLS keywords, which appserver takes too
+        kwargs.update(ssl_certfile=args.certfile, ssl_keyfile=args.keyfile)
     if args.server == "appserver":
         import appserver
 

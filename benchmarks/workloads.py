@@ -26,6 +26,7 @@ class Workload:
     connections: int = 64
     body_bytes: int = 0  # > 0: POST a body of this size (wrk kind)
     needs_ws: bool = False
+    tls: bool = False  # serve HTTPS (both servers get the same certificate and key)
 
     @property
     def metric(self) -> str:
@@ -42,6 +43,13 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("big-64k", "wrk", "big", "64 KiB response, 64 connections"),
     Workload("echo-1k", "wrk", "echo", "1 KiB POST echoed back, 64 connections", body_bytes=1024),
     Workload("stream-10", "wrk", "stream", "10 chunks of 1 KiB (chunked), 64 connections"),
+    Workload(
+        "hello-tls",
+        "wrk",
+        "hello",
+        "hello over HTTPS (keep-alive, TLS 1.3), 64 connections",
+        tls=True,
+    ),
     Workload("hello-h11", "wrk", "hello", "hello on h11+asyncio", http="h11", loop="asyncio"),
     Workload(
         "echo-1k-h11",

@@ -111,6 +111,7 @@ class HttptoolsParser:
         "_head_fed",
         "_head_size",
         "_headers",
+        "_held",
         "_host",
         "_hosts",
         "_in_head",
@@ -134,6 +135,7 @@ class HttptoolsParser:
         self._head_fed = 0  # bytes fed while a head was arriving (see feed)
         self._request_start: bytes | None = None  # a split request's first bytes (see feed)
         self._request_start_heads = 0  # heads those bytes completed
+        self._held: bytes | None = None  # see _version_refused
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -154,6 +156,8 @@ class HttptoolsParser:
     def feed(self, data: bytes) -> None:
         if self._switched or self._stopped:
             return
+        if self._held is not None:  # the start of a line held by _version_refused
+            data, self._held = self._held + data, None
         # The bytes of the request being read, from its start, when known: this feed's if no
         # byte of a request came before it, else those kept by earlier feeds of a request split
         # over reads (when short). Only a refusal of llhttp's needs them (_version_refused).
@@ -227,12 +231,17 @@ class HttptoolsParser:
             if line.group().endswith(b"\n"):
                 check_version(line.group(2).decode("ascii"))  # 505 for HTTP/2+
             return None
-        version = check_version(line.group(2).decode("ascii"))
         self._parser = httptools.HttpRequestParser(self)
         self.idle = True
         self._in_head = False
         self._request_start = None
         self._url, self._headers, self._head_size, self._hosts = b"", [], 0, 0
+        if line.group(2)[:1] != b"1" and not line.group().endswith(b"\n"):
+            # HTTP/2+ whose line has not ended yet: 505 if it ends well, 400 if not (h11 sees
+            # the whole line first). Held, and judged again with the bytes that follow.
+            self._held = start[begin:]
+            return b""
+        version = check_version(line.group(2).decode("ascii"))
         return line.group(1) + version.encode() + start[line.end(2) :]
 
     # --- llhttp callbacks ---------------------------------------------------------------------
