@@ -163,7 +163,12 @@ def test_summarize_and_table() -> None:
 def test_select_workloads() -> None:
     assert select(None) == list(WORKLOADS)
     assert [w.name for w in select(["echo-1k-h11", "hello"])] == ["hello", "echo-1k-h11"]
-    assert {w.name for w in select(["hello*"])} == {"hello", "hello-1conn", "hello-tls", "hello-h11"}
+    assert {w.name for w in select(["hello*"])} == {
+        "hello",
+        "hello-1conn",
+        "hello-tls",
+        "hello-h11",
+    }
     with pytest.raises(ValueError, match="unknown workload"):
         select(["nope"])
 

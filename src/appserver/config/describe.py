@@ -108,10 +108,34 @@ def expected_for(model: type[BaseModel], loc: tuple[Any, ...], error: Any) -> st
         return "required"
     if not loc or loc[0] not in model.model_fields:
         return message
-    info = model.model_fields[str(loc[0])]
-    if len(loc) > 1:
+    info = _nested_field(model, loc)
+    if info is None:
         return message
     return "expected " + describe_field(info)
+
+
+def _nested_field(model: type[BaseModel], loc: tuple[Any, ...]) -> FieldInfo | None:
+    """The field at ``loc``, through lists and nested models (``listeners[0].tls.certfile``)."""
+    info: FieldInfo | None = None
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list index
+        if current is None or part not in current.model_fields:
+            return None
+        info = current.model_fields[part]
+        current = _model_in(info.annotation)
+    return info
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def describe_field(info: FieldInfo) -> str:

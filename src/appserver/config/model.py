@@ -184,10 +184,9 @@ class Config(BaseModel):
         cli="--bind",
         env="APPSERVER_BIND",
         expects=f"a list of [[listeners]] tables or bind addresses ({BIND_FORMS})",
-        doc="Sockets to listen on, each a [[listeners]] table with `bind` (" + BIND_FORMS + "), "
-        "`backlog`, `reuse_port`, `ipv6_only`, `unix_mode`/`unix_owner`/`unix_group` and an "
-        "optional `[listeners.tls]` table; the environment and flag take bind addresses "
-        "(comma-separated, or --bind repeated). Replaces host/port, uds, fd and ssl_*.",
+        doc="Sockets to listen on: [[listeners]] tables (their keys are in the table below), or "
+        "bind addresses from the environment (comma-separated) and --bind (repeatable). "
+        "Replaces host/port, uds, fd and ssl_*.",
     )
     ssl_certfile: str | None = setting(
         None,

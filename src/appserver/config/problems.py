@@ -23,8 +23,8 @@ def config_error(exc: ValidationError, model: type[BaseModel]) -> ConfigError:
     for item in exc.errors():
         loc = tuple(item["loc"])
         value = item.get("input", _MISSING)
-        if isinstance(value, dict) and not loc:
-            value = _MISSING
+        if (isinstance(value, dict) and not loc) or item.get("type") == "missing":
+            value = _MISSING  # the input is the table the key is missing from
         if len(loc) > 1 and _is_union_branch(model, loc):
             # pydantic reports each member of a union ("log_config.str", "log_config.dict");
             # a person wants one line saying what the setting accepts.

@@ -9,6 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from appserver.config.describe import describe_field
+from appserver.config.listeners import ListenerConfig, TLSConfig
 from appserver.config.settings import SETTINGS, Setting
 
 
@@ -41,7 +46,34 @@ def markdown_table() -> str:
             f"| `{s.toml}` | `{s.env}` | {flag} | {_cell(s.expected)} | {_default(s)} "
             f"| {_cell(s.doc)} |"
         )
+    lines += [
+        "",
+        "Each `[[listeners]]` table, and its `[listeners.tls]`:",
+        "",
+        "| Key | Accepts | Default | Description |",
+        "|---|---|---|---|",
+    ]
+    lines += _model_rows("listeners", ListenerConfig)
+    lines += _model_rows("listeners.tls", TLSConfig)
     return "\n".join(lines) + "\n"
+
+
+def _model_rows(prefix: str, model: type[BaseModel]) -> list[str]:
+    rows = []
+    for name, info in model.model_fields.items():
+        if name == "tls":
+            continue  # its own rows follow
+        default = info.default
+        shown = (
+            "required"
+            if default is PydanticUndefined
+            else ("unset" if default is None else f"`{json.dumps(default)}`")
+        )
+        rows.append(
+            f"| `{prefix}.{name}` | {_cell(describe_field(info))} | {shown} "
+            f"| {_cell(info.description or '')} |"
+        )
+    return rows
 
 
 def update_readme(path: str) -> None:
