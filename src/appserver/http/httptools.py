@@ -10,9 +10,12 @@ from appserver.http.limits import LINE_OVERHEAD, URI_TOO_LONG, HeadLimits
 from appserver.http.parser import CLOSE, SWITCH, BadRequest, ParserSink
 from appserver.http.strict import GOOD_HOSTS, KNOWN_METHODS, check_request, check_version
 
-# The request line up to its version's digits: method SP target SP "HTTP/" major "." minor,
-# then its end (or the end of what has arrived: llhttp refuses a version as soon as it is read).
-_REQUEST_LINE = re.compile(rb"([!-~]+ [!-~]+ HTTP/)([0-9]\.[0-9])(?:\r\n|\r?\Z)")
+# A whole request line: (method SP target SP "HTTP/"), with (method), then (major "." minor).
+_REQUEST_LINE = re.compile(rb"(([!-~]+) [!-~]+ HTTP/)([0-9]\.[0-9])\r\n")
+# The start of a request line that has not ended yet (a prefix of the above).
+_LINE_SO_FAR = re.compile(
+    rb"[!-~]+(?: [!-~]*(?: (?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.(?:[0-9]\r?)?)?)?)?)?)?)?)?)?)?"
+)
 
 
 _OWS = (0x20, 0x09)
@@ -213,36 +216,45 @@ class HttptoolsParser:
                 raise BadRequest("request head too large", 431)
 
     def _version_refused(self, start: bytes | None) -> bytes | None:
-        """What to feed a new parser when llhttp refused a request for its version, else None.
+        """What to feed a new parser after llhttp refused a request's line, else None (400).
 
-        llhttp knows HTTP/1.0, 1.1 and 2.0 only; a request gets the verdict its version gets
-        from check_version on h11: 505 for HTTP/2+, also when a fault follows the line (h11's
-        adapter judges the line first, appserver.http.strict.check_raw_head), and HTTP/1.x
-        served as 1.1 (the line rewritten to say so). The line is found where llhttp stopped,
-        never by pattern alone: a body may hold text that looks like a request line.
+        h11's adapter judges a request line whole, the method, then the version
+        (appserver.http.strict.check_raw_head); llhttp judges it byte by byte and knows
+        HTTP/1.0, 1.1 and 2.0 only. So that both give one verdict: a line that has not ended
+        is held until it does (b""); a line with a known method and HTTP/2+ is 505, whatever
+        else is wrong; an HTTP/1.x line (x >= 2) refused at its version is rewritten to say
+        1.1 and fed again. The line is found where llhttp stopped, never by pattern alone: a
+        body may hold text that looks like a request line.
         """
         if start is None:
             return None
         begin, at = _refused_request(start)
+        rest = start[begin:]
+        if b"\n" not in rest:
+            if len(rest) > self._limits.request_line or not _LINE_SO_FAR.fullmatch(rest):
+                return None
+            self._reset()
+            self._held = rest  # judged again with the bytes that follow (see feed)
+            return b""
         line = _REQUEST_LINE.match(start, begin)
-        if line is None or line.group(2) in (b"1.0", b"1.1") or at < line.start(2):
-            return None  # refused before the version: the method or the target
-        if at >= line.end():  # refused after the line
-            if line.group().endswith(b"\n"):
-                check_version(line.group(2).decode("ascii"))  # 505 for HTTP/2+
+        if line is None or line.group(2) not in KNOWN_METHODS:
             return None
+        version = line.group(3)
+        if version[:1] != b"1":
+            check_version(version.decode("ascii"))  # 505 for HTTP/2+ (0.x: 400)
+        if version in (b"1.0", b"1.1") or at < line.start(3):
+            return None  # refused before the version (the target) or after the line
+        self._reset()
+        served = check_version(version.decode("ascii")).encode()
+        return line.group(1) + served + start[line.end(3) :]
+
+    def _reset(self) -> None:
+        """A new llhttp parser, for bytes fed from a request's start."""
         self._parser = httptools.HttpRequestParser(self)
         self.idle = True
         self._in_head = False
         self._request_start = None
         self._url, self._headers, self._head_size, self._hosts = b"", [], 0, 0
-        if line.group(2)[:1] != b"1" and not line.group().endswith(b"\n"):
-            # HTTP/2+ whose line has not ended yet: 505 if it ends well, 400 if not (h11 sees
-            # the whole line first). Held, and judged again with the bytes that follow.
-            self._held = start[begin:]
-            return b""
-        version = check_version(line.group(2).decode("ascii"))
-        return line.group(1) + version.encode() + start[line.end(2) :]
 
     # --- llhttp callbacks ---------------------------------------------------------------------
     # State is reset when a head is handed on, not in on_message_begin, and the size checks are
