@@ -121,7 +121,22 @@ def test_plain_tls_unix_and_ipv6_side_by_side(tmp_path: Path, certs: Certs) -> N
             assert client.get("http://local/").json()["scheme"] == "http"
         assert stat.S_IMODE(os.stat(sock_path).st_mode) == 0o660
         assert get_json(f"http://[::1]:{v6}/")["server"][0] == "::1"
+        # Plain HTTP and a bare TCP close on the TLS port (uvloop here): that connection
+        # ends, nothing is logged above debug, the port serves on.
+        with socket.create_connection(("127.0.0.1", secure), timeout=5) as raw:
+            raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            raw.settimeout(5)
+            with contextlib.suppress(OSError):
+                assert not raw.recv(100).startswith(b"HTTP/1.1 200")
+        socket.create_connection(("127.0.0.1", secure), timeout=5).close()
+        tls = get_json(
+            f"https://127.0.0.1:{secure}/",
+            verify=ssl.create_default_context(cafile=str(certs.ca_pem)),
+        )
+        assert tls["scheme"] == "https"
         stop(proc)
+        after = proc.output()[len(output) :]
+        assert "ERROR" not in after and "WARNING" not in after and "Traceback" not in after, after
     assert not sock_path.exists(), "the unix socket file was left behind"
 
 
