@@ -290,3 +290,31 @@ def test_flat_keywords_errors_name_them(certs: Certs, tmp_path: Path) -> None:
     assert message.startswith("ssl_certfile: ")
     message = load_error(ssl_certfile=str(certs.cert), ssl_keyfile=str(certs.other_key()))
     assert message.startswith("ssl_keyfile: ") and "does not match" in message
+
+
+def test_sockets_passed_in_win_and_get_the_flat_tls(certs: Certs) -> None:
+    """uvicorn's ``sockets=``: they replace the configured socket, with its TLS settings."""
+    import socket
+
+    async def main() -> dict[str, Any]:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = Config(
+            app=app,
+            lifespan="off",
+            log_config=None,
+            port=1,  # never bound: the socket passed in wins
+            ssl_certfile=str(certs.cert),
+            ssl_keyfile=str(certs.key),
+        )
+        config.load()
+        server = Server(config)
+        await server.startup(sockets=[sock])
+        try:
+            return await get(port, client_context(certs))
+        finally:
+            server.should_exit = True
+            await server.shutdown(sockets=[sock])
+
+    assert run(main())["scheme"] == "https"
