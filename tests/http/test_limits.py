@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from appserver.http.parser import BadRequest
 from tests.conftest import exchange, read_until_close, run, serve, tasks_gone
 
 WAIT = 3.0
@@ -240,3 +241,62 @@ def test_write_timeout_drops_a_client_that_never_reads(http: str) -> None:
             writer.close()
 
     run(main())
+
+
+SMALL = {"request_line": 64, "field_size": 64, "head_size": 256}
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (head_with([b"x-a: " + b"v" * 50 + b"\r\n"]), None),
+        (head_with([b"x-a: " + b"v" * 70 + b"\r\n"]), 431),  # one field over 64
+        (head_with([b"x-%d: " % i + b"v" * 55 + b"\r\n" for i in range(4)]), None),
+        (head_with([b"x-%d: " % i + b"v" * 55 + b"\r\n" for i in range(5)]), 431),  # > 256 in all
+        (head_with([], b"/" + b"a" * 60), 414),
+        # Small fields first, in the bytes of the first read, then enough to pass 256 by one:
+        # the first ones count too.
+        (
+            head_with(
+                [b"a: 1\r\n"] * 4
+                + [b"x-%d: " % i + b"v" * 57 + b"\r\n" for i in range(4)]
+                + [b"bb: c\r\n"]
+            ),
+            431,
+        ),
+        (
+            head_with(
+                [b"a: 1\r\n"] * 4
+                + [b"x-%d: " % i + b"v" * 57 + b"\r\n" for i in range(4)]
+                + [b"bb: \r\n"]
+            ),
+            None,
+        ),
+    ],
+    ids=["field-fits", "field-over", "head-fits", "head-over", "line-over", "by-one", "at-limit"],
+)
+def test_head_limits_hold_however_the_head_is_split(
+    request_bytes: bytes, status: int | None
+) -> None:
+    """The httptools adapter counts sizes only once a head may exceed the smallest limit; a head
+    that grows past it over several reads is counted from its start all the same."""
+    from appserver.http.h11 import H11Parser
+    from appserver.http.httptools import HttptoolsParser
+    from appserver.http.limits import HeadLimits
+    from tests.http.test_parser_agreement import Recorder
+
+    def verdict(parser_class: Any, pieces: list[bytes]) -> int | None:
+        parser = parser_class(Recorder(), HeadLimits(**SMALL))
+        try:
+            for piece in pieces:
+                parser.feed(piece)
+        except BadRequest as exc:
+            return exc.status
+        return None
+
+    data = request_bytes
+    for parser_class in (H11Parser, HttptoolsParser):
+        for cut in range(len(data) + 1):
+            for second in range(cut, len(data) + 1, 7):
+                pieces = [data[:cut], data[cut:second], data[second:]]
+                assert verdict(parser_class, pieces) == status, (parser_class, cut, second)

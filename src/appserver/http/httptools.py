@@ -108,6 +108,7 @@ def _starts_request(data: bytes, index: int) -> bool:
 
 class HttptoolsParser:
     __slots__ = (
+        "_counted",
         "_fed",
         "_fed_heads",
         "_framing",
@@ -122,6 +123,7 @@ class HttptoolsParser:
         "_parser",
         "_request_start",
         "_request_start_heads",
+        "_smallest",
         "_stopped",
         "_switched",
         "_switching",
@@ -139,6 +141,9 @@ class HttptoolsParser:
         self._request_start: bytes | None = None  # a split request's first bytes (see feed)
         self._request_start_heads = 0  # heads those bytes completed
         self._held: bytes | None = None  # see _version_refused
+        limits = self._limits
+        self._smallest = min(limits.request_line, limits.field_size, limits.head_size)
+        self._counted = True  # whether the callbacks count the head's sizes (see feed)
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -174,6 +179,14 @@ class HttptoolsParser:
         else:
             start = None
             self._fed, self._fed_heads = data, -1
+        # Heads that come whole in bytes no longer than the smallest limit cannot break one:
+        # the callbacks count only when a head may be longer (most never are).
+        if start is not None and len(start) <= self._smallest:
+            self._counted = False
+        elif not self._counted:
+            self._counted = True
+            # The head under way was not counted so far: catch up.
+            self._head_size = len(self._url) + sum(len(n) + len(v) for n, v in self._headers)
         # What is fed again is fed after the except blocks: an exception raised while one is
         # handled gets it as __context__, where a callback's BadRequest is looked for.
         again: bytes | None = None
@@ -273,9 +286,10 @@ class HttptoolsParser:
         if self._stopped:
             return
         self._url += url
-        self._head_size += len(url)
-        if len(self._url) > self._limits.request_line:  # the exact check is at the head's end
-            raise BadRequest("request line too long", URI_TOO_LONG)
+        if self._counted:
+            self._head_size += len(url)
+            if len(self._url) > self._limits.request_line:  # the exact check is at the end
+                raise BadRequest("request line too long", URI_TOO_LONG)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._stopped:
@@ -292,12 +306,13 @@ class HttptoolsParser:
         elif name == b"content-length":
             self._framing = True
         self._headers.append((name, value))
-        field = len(name) + len(value)
-        self._head_size += field
-        limits = self._limits
-        # The count is checked when the head is complete: until then the bytes fed bound it.
-        if field > limits.field_size or self._head_size > limits.head_size:
-            limits.check_field(field, self._head_size)
+        if self._counted:
+            field = len(name) + len(value)
+            self._head_size += field
+            limits = self._limits
+            # The count is checked when the head is complete: the bytes fed bound it meanwhile.
+            if field > limits.field_size or self._head_size > limits.head_size:
+                limits.check_field(field, self._head_size)
 
     def on_headers_complete(self) -> None:
         if self._stopped:
@@ -314,7 +329,7 @@ class HttptoolsParser:
         method = parser.get_method()
         if len(headers) > self._limits.header_count:
             raise BadRequest("too many header fields", 431)
-        if len(url) + len(method) + LINE_OVERHEAD > self._limits.request_line:
+        if self._counted and len(url) + len(method) + LINE_OVERHEAD > self._limits.request_line:
             raise BadRequest("request line too long", URI_TOO_LONG)
         # llhttp takes several SP between the parts of the request line as one; RFC 9112 §3
         # lets us refuse, and h11 does. The first head in _fed is where its line begins: one
