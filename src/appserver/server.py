@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any
 from appserver.errors import AppLoadError, StartupError
 from appserver.runtime.logs import configure_logging, logger
 from appserver.runtime.loops import loop_factory
-from appserver.runtime.sockets import Listener, open_listeners
+from appserver.runtime.sockets import (
+    Listener,
+    inherit_listeners,
+    open_listeners,
+    open_sockets,
+    systemd_assignments,
+)
 from appserver.runtime.state import ServerState
 from appserver.runtime.tls import ServerTLS
 
@@ -37,8 +43,47 @@ if sys.platform == "win32":  # pragma: no cover
     HANDLED_SIGNALS += (signal.SIGBREAK,)
 
 TICK = 0.1  # seconds between on_tick calls
+# The exit status of a server that could not start (lifespan startup failed, a socket could not
+# be bound, a certificate could not be loaded): uvicorn's STARTUP_FAILURE, gunicorn's too. A
+# supervisor does not restart a worker that exits with it.
+STARTUP_FAILURE = 3
 
-__all__ = ["HANDLED_SIGNALS", "Server", "ServerState"]
+__all__ = [
+    "HANDLED_SIGNALS",
+    "STARTUP_FAILURE",
+    "Server",
+    "ServerState",
+    "bind_listeners",
+    "configure_logging",
+]
+
+
+def bind_listeners(config: Config, reuse: list[Listener] | None = None) -> list[Listener]:
+    """Bind every listener of ``config`` without TLS (a supervisor's job: the workers load the
+    certificates), taking systemd's sockets. Listeners in ``reuse`` whose settings are
+    unchanged are kept, re-numbered, instead of bound again (a reload on the same ports)."""
+    configs = config.listener_configs()
+    kept: dict[int, list[Listener]] = {}
+    if reuse:
+        for listener in reuse:
+            kept.setdefault(listener.index, []).append(listener)
+    old_configs = [] if not reuse else reuse[0].configs
+    result: list[Listener] = []
+    fresh = [i for i, c in enumerate(configs) if c not in old_configs]
+    if fresh or not reuse:
+        # systemd's sockets are taken once, at the first bind (the variables are unset then).
+        systemd = {} if reuse else systemd_assignments(configs, os.environ, os.getpid())
+        opened = open_sockets(config, systemd, only=set(fresh) if reuse else None)
+        result.extend(opened)
+    for index, listener_config in enumerate(configs):
+        if reuse and listener_config in old_configs:
+            for listener in kept.get(old_configs.index(listener_config), []):
+                listener.index = index
+                result.append(listener)
+    for listener in result:
+        listener.configs = configs
+    result.sort(key=lambda listener: listener.index)
+    return result
 
 
 class Server:
@@ -55,13 +100,18 @@ class Server:
         self._captured_signals: list[int] = []
         self._max_requests: int | None = None
         self._logging_configured = False
+        # Set by the supervisor in a worker process: sockets it bound (with the index of the
+        # listener each came from) and the link it pings and hears from (see supervisor.py).
+        self.inherited: list[tuple[socket.socket, int]] | None = None
+        self.worker_link: Any = None
 
     # --- entry points --------------------------------------------------------------------------
     def run(self, sockets: list[socket.socket] | None = None) -> None:
         """Configure logging, load the config, and serve on a new event loop until stopped.
 
         Returns normally after a signal-initiated graceful drain (exit status 0); raises
-        SystemExit(1) when the server cannot start or a second signal forced the exit.
+        SystemExit(3) when the server cannot start (1 when the app cannot be imported, as in
+        uvicorn) and SystemExit(1) when a second signal forced the exit.
         """
         self._configure_logging()
         self._load_or_exit()
@@ -69,7 +119,7 @@ class Server:
             new_loop = loop_factory(self.config.loop)
         except StartupError as exc:
             logger.error("%s", exc)
-            raise SystemExit(1) from None
+            raise SystemExit(STARTUP_FAILURE) from None
         loop = new_loop()
         try:
             asyncio.set_event_loop(loop)
@@ -87,7 +137,7 @@ class Server:
             raise SystemExit(1)
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        """Serve in the running loop until stopped. Exits with status 1 if startup fails."""
+        """Serve in the running loop until stopped. Exits with status 3 if startup fails."""
         with self.capture_signals():
             await self._serve(sockets)
 
@@ -101,7 +151,8 @@ class Server:
             await self.shutdown(sockets=sockets)
             logger.info("Finished server process [%d]", os.getpid())
         else:
-            raise SystemExit(1)
+            # A second signal cutting a stuck startup short is a forced exit, not a failure.
+            raise SystemExit(1 if self.force_exit else STARTUP_FAILURE)
 
     def _configure_logging(self) -> None:
         # Once per server, by whichever entry point comes first: run(), or startup() for the
@@ -116,9 +167,12 @@ class Server:
             return
         try:
             self.config.load()
-        except (AppLoadError, StartupError) as exc:
+        except AppLoadError as exc:
             logger.error("%s", exc)
-            raise SystemExit(1) from None
+            raise SystemExit(1) from None  # uvicorn's status for an app it cannot import
+        except StartupError as exc:
+            logger.error("%s", exc)
+            raise SystemExit(STARTUP_FAILURE) from None
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -155,7 +209,10 @@ class Server:
         loaded = config._require_loaded()
         try:
             # Every socket is open before any is served: a bad listener means none is.
-            self.listeners = open_listeners(config, loaded.tls, loaded.systemd, sockets)
+            if self.inherited is not None and not sockets:
+                self.listeners = inherit_listeners(config, loaded.tls, self.inherited)
+            else:
+                self.listeners = open_listeners(config, loaded.tls, loaded.systemd, sockets)
             for listener in self.listeners:
                 sock = listener.sock
                 context = listener.tls.context if listener.tls is not None else None
@@ -192,9 +249,12 @@ class Server:
             await self.lifespan.shutdown()
             self.should_exit = True
             return
-        for listener in self.listeners:
-            logger.info("Listening on %s (Press CTRL+C to quit)", listener.describe())
+        if self.worker_link is None:
+            for listener in self.listeners:
+                logger.info("Listening on %s (Press CTRL+C to quit)", listener.describe())
         self.started = True
+        if self.worker_link is not None:
+            self.worker_link.ready(self)
 
     async def main_loop(self) -> None:
         """Tick every 0.1 s until on_tick says stop."""
@@ -219,6 +279,11 @@ class Server:
             return True
         limit = self._max_requests
         if limit is not None and self.server_state.total_requests >= limit:
+            if self.worker_link is not None:
+                # A worker: the supervisor starts the replacement first, then stops this one.
+                self._max_requests = None
+                self.worker_link.max_requests_reached(limit)
+                return False
             logger.warning("Maximum request limit of %d exceeded. Terminating process.", limit)
             # Stopping now is the same decision as a first signal: code watching should_exit
             # learns of it, and a signal during the drain that follows forces exit.

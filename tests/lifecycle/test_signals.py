@@ -209,7 +209,7 @@ def test_port_in_use_is_one_line_error() -> None:
         port = taken.getsockname()[1]
         with running(serve_args("tests.lifecycle.apps:slow", port)) as proc:
             result = proc.wait()
-    assert result.returncode == 1, result.output
+    assert result.returncode == 3, result.output  # STARTUP_FAILURE, as uvicorn
     assert error_lines(result.output) == [
         line for line in result.output.splitlines() if "cannot bind" in line
     ]
@@ -240,7 +240,7 @@ def test_lifespan_startup_failure_exits_without_serving() -> None:
     args = serve_args("tests.lifecycle.apps:startup_fails", port, lifespan="on")
     with running(args) as proc:
         result = proc.wait()
-    assert result.returncode == 1, result.output
+    assert result.returncode == 3, result.output  # STARTUP_FAILURE, as uvicorn
     assert "database unreachable" in result.output
     assert "Application startup failed" in result.output
     assert "Listening on" not in result.output  # never bound
