@@ -42,9 +42,18 @@ def run(app: _typing.Any, **kwargs: _typing.Any) -> None:
     """Serve ``app`` until stopped (blocking), like ``uvicorn.run``.
 
     Keywords are :class:`Config`'s. Ends normally after a signal-initiated graceful drain;
-    raises SystemExit(1) when the server cannot start.
+    raises SystemExit(3) when the server cannot start. With ``workers``, a supervisor runs
+    that many worker processes (the app must then be an import string, as in uvicorn, or a
+    callable the workers inherit through fork).
     """
     from appserver.config.model import Config
+
+    config = Config(app=app, **kwargs)
+    if config.workers is not None:
+        from appserver.supervisor import run_supervised
+
+        run_supervised(config)
+        return
     from appserver.server import Server
 
-    Server(Config(app=app, **kwargs)).run()
+    Server(config).run()

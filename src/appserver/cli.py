@@ -197,6 +197,20 @@ def serve(
         raise typer.Exit(1)
     for warning in resolved.unknown:
         typer.echo(f"warning: {warning}", err=True)
+    if resolved.config.workers is not None:
+        from appserver.errors import ConfigError
+        from appserver.supervisor import run_supervised
+
+        def reread() -> Any:
+            """SIGHUP: the same sources again (the file, the .env file, the environment now,
+            the same flags); a ConfigError lists every problem."""
+            again = _resolve(config, env_file, flags or {}, set_ or [])
+            if again.config is None:
+                raise ConfigError(again.errors)
+            return again.config
+
+        run_supervised(resolved.config, reread)
+        return
     from appserver.server import Server
 
     Server(resolved.config).run()

@@ -255,6 +255,32 @@ class Config(BaseModel):
         doc="HTTP/1.1 parser: auto prefers httptools when installed.",
     )
 
+    # --- processes ---------------------------------------------------------------------------------
+    workers: int | None = setting(
+        None,
+        toml="processes.workers",
+        cli="--workers",
+        doc="Worker processes under a supervisor that binds the sockets once, restarts workers "
+        "that die or hang, and rolls them on SIGHUP (unset: one in-process server).",
+        ge=1,
+    )
+    timeout_worker_healthcheck: Duration = setting(
+        5.0,
+        toml="processes.healthcheck_timeout",
+        cli="--timeout-worker-healthcheck",
+        doc="A worker that does not answer the supervisor's ping within this time is killed "
+        "and replaced (uvicorn's timeout_worker_healthcheck).",
+        gt=0,
+    )
+    timeout_worker_start: Duration = setting(
+        60.0,
+        toml="processes.start_timeout",
+        cli="--timeout-worker-start",
+        doc="How long a new worker may take to be ready (lifespan startup done, accepting); "
+        "past it, a rolling restart is aborted and the old workers keep serving.",
+        gt=0,
+    )
+
     # --- limits ------------------------------------------------------------------------------------
     limit_concurrency: int | None = setting(
         None,
@@ -483,6 +509,8 @@ class Config(BaseModel):
     )
 
     _loaded: Loaded | None = PrivateAttr(default=None)
+    # Set in a worker process: its supervisor bound the sockets (and took systemd's).
+    _sockets_inherited: bool = PrivateAttr(default=False)
 
     def __init__(self, app: Any = None, /, **data: Any) -> None:
         # uvicorn accepts the app positionally: Config(app, port=...).

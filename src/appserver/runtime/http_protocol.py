@@ -56,6 +56,11 @@ _DONE = ResponseState.DONE
 # response_complete); enough for any steady load, small enough (~1 KiB each) to not matter.
 MAX_IDLE_PARSERS = 256
 
+# On a graceful stop, how long an idle keep-alive connection may still bring one request
+# (answered with connection: close) before it is closed: long enough for a busy client's next
+# request, short enough not to hold the drain.
+LAST_CALL = 0.25
+
 
 class HTTPProtocol(Connection):
     """One client connection speaking HTTP/1.1."""
@@ -69,6 +74,7 @@ class HTTPProtocol(Connection):
         "_idle_since",
         "_idle_timer",
         "_keep_alive",
+        "_last_call",
         "_next_waits",
         "_parser_class",
         "_requests_limit",
@@ -122,6 +128,7 @@ class HTTPProtocol(Connection):
         self._idle_timer: Timeout | None = None
         self._body_since = 0.0  # when the app last began to wait for body bytes
         self._served = 0  # requests started on this connection
+        self._last_call: float | None = None  # draining: when an idle connection closes
         # Read on every request: kept here, not looked up on the config each time.
         self._body_limit = config.limit_body_size
         self._requests_limit = config.limit_keep_alive_requests
@@ -476,9 +483,14 @@ class HTTPProtocol(Connection):
     def _deadline(self) -> float | None:
         """When the current phase's timeout expires; None when no timeout applies now."""
         phase = self.phase
+        last_call = self._last_call
         if phase is IDLE:
-            return self._idle_since + self.config.timeout_keep_alive
-        if phase is NEW or phase is HEAD:
+            deadline = self._idle_since + self.config.timeout_keep_alive
+            return deadline if last_call is None else min(deadline, last_call)
+        if phase is NEW:
+            deadline = self._idle_since + self.config.timeout_header_read
+            return deadline if last_call is None else min(deadline, last_call)
+        if phase is HEAD:
             return self._idle_since + self.config.timeout_header_read
         cycle = self.parsing
         if cycle is not None and not cycle.request_complete and self.waiter is not None:
@@ -510,10 +522,21 @@ class HTTPProtocol(Connection):
 
     # --- shutdown ------------------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Graceful stop: close now if idle, else once the current response is complete."""
+        """Graceful stop: the request under way (or arriving) finishes with connection: close;
+        an idle connection gets a last call (LAST_CALL), then closes."""
         if self.transport is None:
             return
         current = self.current
+        if current is None and self.phase is not CLOSING and self.phase is not CLOSED:
+            # Closing an idle keep-alive connection races the client's next request, which
+            # then meets a reset (RFC 9112 §9.6). So for a moment a request may still come:
+            # it is served as this connection's last (connection: close), as is a head
+            # already arriving; a connection still idle after LAST_CALL closes.
+            self._requests_limit = self._served + 1
+            self._last_call = self.loop.time() + LAST_CALL
+            if self.phase is not HEAD:
+                self._arm(self._last_call)
+            return
         self.stop_serving()
         if current is None or current.response_complete:
             self.close_transport()

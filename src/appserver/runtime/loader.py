@@ -177,7 +177,11 @@ def load(config: Config) -> Loaded:
 
     # Before the app is imported: the socket-activation variables are unset for it, and a
     # bad certificate or key stops the server before any of the app's code runs.
-    systemd = systemd_assignments(config.listener_configs(), os.environ, os.getpid())
+    systemd = (
+        {}
+        if config._sockets_inherited
+        else systemd_assignments(config.listener_configs(), os.environ, os.getpid())
+    )
     tls = tls_for_listeners(config)
     app = resolve_app(config)
     parser = resolve_parser(config.http)

@@ -33,6 +33,8 @@ class Listener:
     tls: ServerTLS | None = None
     backlog: int = 2048
     unix_path: str | None = None  # a socket file we created, removed on exit
+    index: int = 0  # the config.listener_configs() entry it came from
+    configs: list[ListenerConfig] = field(default_factory=list)  # that list (a supervisor's)
 
     @property
     def scheme(self) -> str:
@@ -227,6 +229,7 @@ def open_listeners(
     tls: list[ServerTLS | None],
     systemd: Mapping[int, list[int]],
     sockets: list[socket.socket] | None,
+    only: set[int] | None = None,
 ) -> list[Listener]:
     """Open every listener, or none: StartupError after closing what was already opened.
 
@@ -242,15 +245,38 @@ def open_listeners(
     opened: list[Listener] = []
     try:
         for index, listener in enumerate(config.listener_configs()):
+            if only is not None and index not in only:
+                continue
             label = f"listeners[{index}] ({listener.bind})" if config.listeners else None
             backlog = listener.backlog or config.backlog
             for sock, unix_path in _open(listener, label, systemd.get(index, [])):
-                opened.append(Listener(sock, tls[index], backlog, unix_path))
+                opened.append(Listener(sock, tls[index], backlog, unix_path, index))
     except BaseException:
         for done in opened:
             done.close()
         raise
     return opened
+
+
+def inherit_listeners(
+    config: Config, tls: list[ServerTLS | None], inherited: list[tuple[socket.socket, int]]
+) -> list[Listener]:
+    """Listeners on sockets a supervisor bound: each gets the TLS of the listener it came
+    from; the supervisor, not this process, removes Unix socket files."""
+    configs = config.listener_configs()
+    return [
+        Listener(sock, tls[index], configs[index].backlog or config.backlog)
+        for sock, index in inherited
+    ]
+
+
+def open_sockets(
+    config: Config, systemd: Mapping[int, list[int]], only: set[int] | None = None
+) -> list[Listener]:
+    """The configured listeners' sockets (those in ``only``, by index, if given), without TLS
+    (a supervisor binds, its workers load the certificates); ``Listener.index`` says which
+    listener each is."""
+    return open_listeners(config, [None] * len(config.listener_configs()), systemd, None, only=only)
 
 
 def _open(
