@@ -49,7 +49,7 @@ def run(app: _typing.Any, **kwargs: _typing.Any) -> None:
     from appserver.config.model import Config
 
     config = Config(app=app, **kwargs)
-    if config.workers is not None:
+    if config.workers is not None or config.reload:
         from appserver.supervisor import run_supervised
 
         run_supervised(config)

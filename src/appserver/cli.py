@@ -197,7 +197,7 @@ def serve(
         raise typer.Exit(1)
     for warning in resolved.unknown:
         typer.echo(f"warning: {warning}", err=True)
-    if resolved.config.workers is not None:
+    if resolved.config.workers is not None or resolved.config.reload:
         from appserver.errors import ConfigError
         from appserver.supervisor import run_supervised
 
@@ -209,7 +209,8 @@ def serve(
                 raise ConfigError(again.errors)
             return again.config
 
-        run_supervised(resolved.config, reread)
+        watched = [str(path) for path in (config, env_file) if path is not None]
+        run_supervised(resolved.config, reread, watched)
         return
     from appserver.server import Server
 

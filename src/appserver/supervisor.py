@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import fnmatch
 import logging
 import os
 import selectors
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("appserver.error")
 
 READY, PONG, MAX_REQUESTS, PING = b"R", b"P", b"M", b"P"
+# Written to the wakeup socket by the file watcher (reload): not a signal number.
+FILES_CHANGED = 255
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
@@ -114,11 +118,19 @@ class WorkerLink:
 
 
 class Supervisor:
-    def __init__(self, config: Config, reread: Callable[[], Config] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reread: Callable[[], Config] | None = None,
+        watch_files: list[str] | None = None,
+    ) -> None:
         """``reread`` builds the configuration again from its sources (SIGHUP); without it,
-        SIGHUP rolls the workers on the same configuration."""
+        SIGHUP rolls the workers on the same configuration. With ``config.reload``, changes
+        to the watched files (and to ``watch_files``: the config and .env files) roll them."""
         self.config = config
         self.reread = reread
+        self.watch_files = [os.path.abspath(path) for path in watch_files or []]
+        self._stop_watching = threading.Event()
         self.target = config.workers or 1
         self.workers: dict[int, Worker] = {}
         self.listeners: list[Any] = []
@@ -138,15 +150,25 @@ class Supervisor:
         except (StartupError, OSError) as exc:
             logger.error("%s", exc)
             raise SystemExit(STARTUP_FAILURE) from None
+        if self.config.reload:
+            try:
+                import watchfiles  # noqa: F401
+            except ImportError:
+                logger.error("reload needs watchfiles: pip install 'appserver[reload]'")
+                raise SystemExit(STARTUP_FAILURE) from None
         logger.info("Started supervisor process [%d]", os.getpid())
         for listener in self.listeners:
             logger.info("Listening on %s (Press CTRL+C to quit)", _describe(listener, self.config))
         previous = self._install_signals()
+        watcher = self._start_watching() if self.config.reload else None
         try:
             for _ in range(self.target):
                 self._spawn(self.config)
             self._loop()
         finally:
+            self._stop_watching.set()
+            if watcher is not None:
+                watcher.join(5)
             self._restore_signals(previous)
             for listener in self.listeners:
                 listener.close()
@@ -181,7 +203,7 @@ class Supervisor:
                 continue  # reaped below
             if number in (signal.SIGTERM, signal.SIGINT):
                 self._stop(force=self.should_exit)
-            elif number == signal.SIGHUP and not self.should_exit:
+            elif number in (signal.SIGHUP, FILES_CHANGED) and not self.should_exit:
                 self._reload()
             elif number == signal.SIGTTIN and not self.should_exit:
                 self.target += 1
@@ -420,6 +442,47 @@ class Supervisor:
             return
         roll.pending = self._spawn(roll.config, replaces=roll.old.pop(0))
 
+    # --- reload: watching files ------------------------------------------------------------------
+    def _start_watching(self) -> threading.Thread:
+        dirs = [os.path.abspath(d) for d in self.config.reload_dirs] or [os.getcwd()]
+        paths = sorted({*dirs, *(os.path.dirname(f) for f in self.watch_files)})
+        logger.info("Will watch for changes in these directories: %s", dirs)
+        thread = threading.Thread(
+            target=self._watch, args=(paths,), name="appserver-reload", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _watch(self, paths: list[str]) -> None:
+        import watchfiles
+
+        delay_ms = int(self.config.reload_delay * 1000)
+        for changes in watchfiles.watch(
+            *paths,
+            watch_filter=self._wanted,
+            debounce=max(delay_ms, 1),
+            step=min(50, max(delay_ms, 1)),
+            stop_event=self._stop_watching,
+            raise_interrupt=False,
+        ):
+            names = sorted({os.path.relpath(path) for _, path in changes})
+            logger.warning("Changes detected in %s: reloading", ", ".join(names))
+            with contextlib.suppress(OSError):
+                self._wakeup_w.send(bytes([FILES_CHANGED]))
+
+    def _wanted(self, _change: Any, path: str) -> bool:
+        if path in self.watch_files:
+            return True
+        parts = path.split(os.sep)
+        if any(
+            fnmatch.fnmatch(part, pattern)
+            for part in parts
+            for pattern in self.config.reload_excludes
+        ):
+            return False
+        name = parts[-1]
+        return any(fnmatch.fnmatch(name, pattern) for pattern in self.config.reload_includes)
+
     # --- signals --------------------------------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:
         self._wakeup_r.setblocking(False)
@@ -464,8 +527,12 @@ def _describe(listener: Any, config: Config) -> str:
     return described
 
 
-def run_supervised(config: Config, reread: Callable[[], Config] | None = None) -> None:
-    """``workers`` set: supervise that many worker processes (see the module docstring)."""
+def run_supervised(
+    config: Config,
+    reread: Callable[[], Config] | None = None,
+    watch_files: list[str] | None = None,
+) -> None:
+    """``workers`` or ``reload`` set: supervise worker processes (see the module docstring)."""
     if sys.platform == "win32":  # pragma: no cover
-        raise AppServerError("workers need fork(): not available on Windows")
-    Supervisor(config, reread).run()
+        raise AppServerError("workers and reload need fork(): not available on Windows")
+    Supervisor(config, reread, watch_files).run()

@@ -281,6 +281,39 @@ class Config(BaseModel):
         gt=0,
     )
 
+    reload: bool = setting(
+        False,
+        toml="reload.enabled",
+        cli="--reload",
+        doc="Development: restart the server when a watched file changes (watchfiles); a "
+        "change to the config file is validated first, and an invalid one keeps the server.",
+    )
+    reload_dirs: list[str] = setting(
+        [],
+        toml="reload.dirs",
+        cli="--reload-dir",
+        doc="Directories watched for reload (unset: the current directory).",
+    )
+    reload_includes: list[str] = setting(
+        ["*.py"],
+        toml="reload.includes",
+        cli="--reload-include",
+        doc="Glob patterns of the files whose changes reload.",
+    )
+    reload_excludes: list[str] = setting(
+        [".*", ".py[cod]", ".sw.*", "~*"],
+        toml="reload.excludes",
+        cli="--reload-exclude",
+        doc="Glob patterns of files (and directories) never watched (uvicorn's defaults).",
+    )
+    reload_delay: Duration = setting(
+        0.25,
+        toml="reload.delay",
+        cli="--reload-delay",
+        doc="How long changes are gathered before one reload.",
+        gt=0,
+    )
+
     # --- limits ------------------------------------------------------------------------------------
     limit_concurrency: int | None = setting(
         None,
