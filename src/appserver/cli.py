@@ -197,24 +197,27 @@ def serve(
         raise typer.Exit(1)
     for warning in resolved.unknown:
         typer.echo(f"warning: {warning}", err=True)
-    if resolved.config.workers is not None or resolved.config.reload:
-        from appserver.errors import ConfigError
-        from appserver.supervisor import run_supervised
+    from appserver.errors import ConfigError
 
-        def reread() -> Any:
-            """SIGHUP: the same sources again (the file, the .env file, the environment now,
-            the same flags); a ConfigError lists every problem."""
-            again = _resolve(config, env_file, flags or {}, set_ or [])
-            if again.config is None:
-                raise ConfigError(again.errors)
-            return again.config
+    def reread() -> Any:
+        """SIGHUP: the same sources again (the file, the .env file, the environment now, the
+        same flags); a ConfigError lists every problem."""
+        again = _resolve(config, env_file, flags or {}, set_ or [])
+        if again.config is None:
+            raise ConfigError(again.errors)
+        return again.config
+
+    if resolved.config.workers is not None or resolved.config.reload:
+        from appserver.supervisor import run_supervised
 
         watched = [str(path) for path in (config, env_file) if path is not None]
         run_supervised(resolved.config, reread, watched)
         return
     from appserver.server import Server
 
-    Server(resolved.config).run()
+    server = Server(resolved.config)
+    server.reread = reread  # SIGHUP: certificates reloaded in place
+    server.run()
 
 
 @cli.command()

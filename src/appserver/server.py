@@ -104,6 +104,10 @@ class Server:
         # listener each came from) and the link it pings and hears from (see supervisor.py).
         self.inherited: list[tuple[socket.socket, int]] | None = None
         self.worker_link: Any = None
+        # Set by `appserver serve`: builds the configuration again from its sources, for
+        # SIGHUP (certificates reloaded in place; see reload()).
+        self.reread: Callable[[], Config] | None = None
+        self._reload_asked = False
 
     # --- entry points --------------------------------------------------------------------------
     def run(self, sockets: list[socket.socket] | None = None) -> None:
@@ -275,6 +279,9 @@ class Server:
                 if now - self.last_notified > self.config.timeout_notify:
                     self.last_notified = now
                     await notify()
+        if self._reload_asked:
+            self._reload_asked = False
+            self.reload()
         if self.should_exit:
             return True
         limit = self._max_requests
@@ -369,6 +376,39 @@ class Server:
         while (state.connections or state.tasks) and not self.force_exit:
             await asyncio.sleep(TICK)
 
+    def reload(self) -> None:
+        """SIGHUP: read the configuration again and validate it; if valid, reload the TLS
+        certificates in place (new handshakes get them) and say which other changes need a
+        restart. An invalid configuration changes nothing."""
+        from appserver.errors import ConfigError
+        from appserver.runtime.tls import reload_certificates
+
+        if self.reread is None:
+            return
+        try:
+            new = self.reread()
+        except ConfigError as exc:
+            count = len(exc.errors)
+            logger.error("Reload refused: %d problem%s; nothing changed", count, "s" * (count != 1))
+            for error in exc.errors:
+                logger.error("  %s", error)
+            return
+        if self.config.is_ssl:
+            try:
+                loaded = self.config._require_loaded()
+                count = reload_certificates([lst.tls for lst in self.listeners] or loaded.tls, new)
+            except (StartupError, OSError) as exc:
+                logger.error("Reload refused: %s; nothing changed", exc)
+                return
+            logger.info("Reloaded TLS certificates on %d listener(s)", count)
+        changed = [
+            name
+            for name in type(new).model_fields
+            if name not in ("app",) and getattr(new, name) != getattr(self.config, name)
+        ]
+        if changed:
+            logger.warning("These changes need a restart to apply: %s", ", ".join(changed))
+
     # --- signals -------------------------------------------------------------------------------
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """First signal: drain and stop. Second: stop now."""
@@ -377,6 +417,9 @@ class Server:
             self.force_exit = True
         else:
             self.should_exit = True
+
+    def _handle_hangup(self, sig: int, frame: FrameType | None) -> None:
+        self._reload_asked = True  # handled on the next tick, in the loop
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -391,9 +434,14 @@ class Server:
             return
         self._captured_signals = []  # only what arrives while we hold the handlers
         original = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        hangup = None
+        if self.reread is not None and hasattr(signal, "SIGHUP"):
+            hangup = signal.signal(signal.SIGHUP, self._handle_hangup)
         try:
             yield
         finally:
+            if hangup is not None:
+                signal.signal(signal.SIGHUP, hangup)
             for sig, handler in original.items():
                 signal.signal(sig, handler)
             for sig in dict.fromkeys(reversed(self._captured_signals)):

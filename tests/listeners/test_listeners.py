@@ -330,3 +330,49 @@ def test_check_reports_certificate_problems_without_binding(tmp_path: Path, cert
     code, output = check(str(good))
     assert code == 0 and "warning" not in output, output
     assert connect_refused(port)
+
+
+def served_certificate(port: int, certs: Certs) -> bytes:
+    context = ssl.create_default_context(cafile=str(certs.ca_pem))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def test_sighup_reloads_certificates_in_place(tmp_path: Path, certs: Certs) -> None:
+    """In-process: a rotated certificate is served to new connections after SIGHUP; an invalid
+    config changes nothing."""
+    port = free_port()
+    cert, key = tmp_path / "live.pem", tmp_path / "live.key"
+    cert.write_bytes(certs.cert.read_bytes())
+    key.write_bytes(certs.key.read_bytes())
+    config = write_config(
+        tmp_path / "app.toml",
+        f"""
+        [[listeners]]
+        bind = "127.0.0.1:{port}"
+        [listeners.tls]
+        certfile = "{cert}"
+        keyfile = "{key}"
+        """,
+    )
+    with serving(config, 1) as proc:
+        before = served_certificate(port, certs)
+        rotated = certs.ca.issue_cert("127.0.0.1")
+        rotated.cert_chain_pems[0].write_to_path(str(cert))
+        rotated.private_key_pem.write_to_path(str(key))
+        assert served_certificate(port, certs) == before  # nothing happens without SIGHUP
+        proc.signal(signal.SIGHUP)
+        wait_for_output(proc, "Reloaded TLS certificates on 1 listener(s)")
+        after = served_certificate(port, certs)
+        assert after != before
+        assert after == ssl.PEM_cert_to_DER_cert(rotated.cert_chain_pems[0].bytes().decode())
+        config.write_text(config.read_text() + "\n[limits]\nconcurrency = 0\n")
+        proc.signal(signal.SIGHUP)
+        wait_for_output(proc, "Reload refused: 1 problem; nothing changed")
+        assert served_certificate(port, certs) == after
+        stop(proc)

@@ -124,6 +124,39 @@ def flat_tls(config: Config) -> ServerTLS | None:
     return _server_tls(context, config.ssl_certfile)
 
 
+def reload_certificates(current: list[ServerTLS | None], config: Config) -> int:
+    """Load the certificates ``config`` names into the running contexts, in place: new
+    handshakes use them, open connections keep theirs. Everything is built and checked first
+    (StartupError: nothing changed). Returns how many listeners got their certificates."""
+    fresh = tls_for_listeners(config)
+    if len(fresh) != len(current) or any(
+        (a is None) != (b is None) for a, b in zip(current, fresh, strict=True)
+    ):
+        raise StartupError("which listeners serve TLS changed: that needs a restart")
+    count = 0
+    for index, (running, new) in enumerate(zip(current, fresh, strict=True)):
+        if running is None or new is None:
+            continue
+        certfile, keyfile, password = _chain_of(config, index)
+        # A password string, never None: OpenSSL would prompt on the terminal for one.
+        running.context.load_cert_chain(certfile, keyfile, password=password or "")
+        running.server_cert = new.server_cert
+        count += 1
+    return count
+
+
+def _chain_of(config: Config, index: int) -> tuple[str, str | None, str | None]:
+    if config.listeners is None:
+        assert config.ssl_certfile is not None
+        return config.ssl_certfile, config.ssl_keyfile, config.ssl_keyfile_password
+    tls = config.listeners[index].tls
+    assert tls is not None
+    password = tls.keyfile_password
+    if tls.keyfile_password_file is not None:
+        password = _read_password(tls.keyfile_password_file, "keyfile_password_file")
+    return tls.certfile, tls.keyfile, password
+
+
 def tls_for_listeners(config: Config) -> list[ServerTLS | None]:
     """One entry per ``config.listener_configs()``: its TLS, or None for plain HTTP."""
     if config.listeners is None:
