@@ -197,6 +197,8 @@ def serve(
         raise typer.Exit(1)
     for warning in resolved.unknown:
         typer.echo(f"warning: {warning}", err=True)
+    if env_file is not None and resolved.config.env_file is None:
+        resolved.config.env_file = str(env_file)  # its other variables are the app's (uvicorn)
     from appserver.errors import ConfigError
 
     def reread() -> Any:
@@ -205,6 +207,8 @@ def serve(
         again = _resolve(config, env_file, flags or {}, set_ or [])
         if again.config is None:
             raise ConfigError(again.errors)
+        if env_file is not None and again.config.env_file is None:
+            again.config.env_file = str(env_file)
         return again.config
 
     if resolved.config.workers is not None or resolved.config.reload:

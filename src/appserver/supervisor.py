@@ -76,6 +76,7 @@ class Roll:
     config: Config
     old: list[Worker] = field(default_factory=list)
     pending: Worker | None = None
+    replaced: list[Worker] = field(default_factory=list)  # stopped by the roll, draining
 
 
 class WorkerLink:
@@ -437,10 +438,16 @@ class Supervisor:
             roll.pending = None  # ready: it retired its predecessor
         roll.old = [w for w in roll.old if w.pid in self.workers]
         if not roll.old:
+            # Complete once the replaced workers are gone: until they have drained, they may
+            # still accept a connection or two.
+            if any(w.pid in self.workers for w in roll.replaced):
+                return
             logger.info("Reload complete: %d workers on the new configuration", len(self.workers))
             self.roll = None
             return
-        roll.pending = self._spawn(roll.config, replaces=roll.old.pop(0))
+        predecessor = roll.old.pop(0)
+        roll.replaced.append(predecessor)
+        roll.pending = self._spawn(roll.config, replaces=predecessor)
 
     # --- reload: watching files ------------------------------------------------------------------
     def _start_watching(self) -> threading.Thread:

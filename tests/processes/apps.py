@@ -27,3 +27,11 @@ async def startup_fails(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await receive()
         await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
+
+
+async def environment(scope: Any, receive: Any, send: Any) -> None:
+    """Answers with the GREETING variable (env_file tests)."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": os.environ.get("GREETING", "-").encode()})

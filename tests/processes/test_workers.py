@@ -23,7 +23,12 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def write_config(
-    path: Path, port: int, extra: str = "", app: str = "tests.processes.apps:app", top: str = ""
+    path: Path,
+    port: int,
+    extra: str = "",
+    app: str = "tests.processes.apps:app",
+    top: str = "",
+    healthcheck: int = 1,
 ) -> Path:
     path.write_text(
         f'app = "{app}"\n{top}\n'
@@ -37,7 +42,7 @@ def write_config(
 
             [processes]
             workers = 2
-            healthcheck_timeout = 1
+            healthcheck_timeout = {healthcheck}
             """
         )
         + textwrap.dedent(extra)
@@ -217,6 +222,7 @@ def test_zero_failed_requests_through_reload_recycling_and_scaling(tmp_path: Pat
         max_requests = 400
         max_requests_jitter = 100
         """,
+        healthcheck=5,  # a loaded 2-core machine must not look like a hung worker here
     )
     load = Load(port)
     with supervisor(config) as proc:
@@ -237,3 +243,38 @@ def test_zero_failed_requests_through_reload_recycling_and_scaling(tmp_path: Pat
     assert load.failures == [], (load.failures[:5], load.ok)
     assert load.ok > 1000
     print(f"served {load.ok} requests, none failed")
+
+
+def test_sighup_with_changed_listeners_binds_the_new_ones_and_keeps_the_same(
+    tmp_path: Path,
+) -> None:
+    port, added = free_port(), free_port()
+    config = write_config(tmp_path / "app.toml", port)
+    with supervisor(config) as proc:
+        before = set(ready_pids(proc))
+        text = config.read_text().replace(
+            f"[server]\nport = {port}\n",
+            f'[[listeners]]\nbind = "127.0.0.1:{port}"\n\n[[listeners]]\nbind = "127.0.0.1:{added}"\n',
+        )
+        config.write_text(text)
+        proc.signal(signal.SIGHUP)
+        wait_for_output(proc, "Reloading: listeners changed, sockets bound again")
+        wait_for_output(proc, "Reload complete")
+        on_old, on_new = pids_serving(port, 2), pids_serving(added, 2)
+        assert on_old == on_new and len(on_old) == 2 and not on_old & before
+        stop(proc)
+
+
+def test_run_with_workers_from_python(tmp_path: Path) -> None:
+    port = free_port()
+    code = (
+        "import appserver\n"
+        f"appserver.run('tests.processes.apps:app', port={port}, workers=2, access_log=False)\n"
+    )
+    with running(["-c", code]) as proc:
+        deadline = time.monotonic() + 20
+        while len(ready_pids(proc)) < 2:
+            assert proc.alive() and time.monotonic() < deadline, proc.output()
+            time.sleep(0.05)
+        assert len(pids_serving(port, 2)) == 2
+        stop(proc)

@@ -140,6 +140,13 @@ class Config(BaseModel):
         cli="--app-dir",
         doc="Directory put first on sys.path before the app is imported (unset: the current directory).",
     )
+    env_file: str | None = setting(
+        None,
+        toml="env_file",
+        doc="A .env file loaded into the environment before the app is imported (uvicorn's "
+        "env_file; variables already set win). `appserver serve --env-file` sets it too, and "
+        "also reads the file's APPSERVER_* settings.",
+    )
     interface: Literal["auto", "asgi3", "asgi2"] = setting(
         "auto",
         toml="interface",

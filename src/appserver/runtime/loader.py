@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from appserver.errors import AppLoadError
+from appserver.errors import AppLoadError, StartupError
 from appserver.http.limits import HeadLimits
 from appserver.http.proxy import TrustedProxies
 from appserver.runtime.logs import logger
@@ -171,6 +171,16 @@ def ws_protocol() -> type[Any] | None:
     return WebSocketProtocol
 
 
+def load_env_file(path: str) -> None:
+    """uvicorn's env_file: the file's variables into os.environ, for the app (set ones win)."""
+    from dotenv import load_dotenv
+
+    if not os.path.isfile(path):
+        raise StartupError(f"env_file: {path} does not exist")
+    logger.info("Loading environment from '%s'", path)
+    load_dotenv(path, override=False)
+
+
 def load(config: Config) -> Loaded:
     from appserver.runtime.http_protocol import HTTPProtocol
     from appserver.runtime.lifespan import LifespanOff, LifespanOn
@@ -183,6 +193,8 @@ def load(config: Config) -> Loaded:
         else systemd_assignments(config.listener_configs(), os.environ, os.getpid())
     )
     tls = tls_for_listeners(config)
+    if config.env_file is not None:
+        load_env_file(config.env_file)
     app = resolve_app(config)
     parser = resolve_parser(config.http)
     lifespan = LifespanOff if config.lifespan == "off" else LifespanOn
