@@ -115,6 +115,8 @@ def _affinity(core: int | None) -> Callable[[], None] | None:
 
 def start_server(server: str, workload: Workload, pinning: Pinning) -> ServerProcess:
     """Start ``python -m benchmarks.serve`` and wait until its port accepts connections."""
+    if workload.workers > 1:
+        pinning = Pinning(None, None)  # several processes: the cores are shared
     port = free_port()
     cmd = [
         sys.executable,
@@ -136,6 +138,8 @@ def start_server(server: str, workload: Workload, pinning: Pinning) -> ServerPro
     if workload.tls:
         certfile, keyfile = tls_files()
         cmd += ["--certfile", certfile, "--keyfile", keyfile]
+    if workload.workers > 1:
+        cmd += ["--workers", str(workload.workers)]
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop_server
     env = {
         **os.environ,
@@ -267,6 +271,8 @@ def wrk_command(workload: Workload, port: int, duration: float) -> list[str]:
 
 
 def run_wrk(workload: Workload, port: int, duration: float, pinning: Pinning) -> dict[str, Any]:
+    if workload.workers > 1:
+        pinning = Pinning(None, None)
     env = {**os.environ, "BENCH_BODY_BYTES": str(workload.body_bytes)}
     done = subprocess.run(
         wrk_command(workload, port, duration),

@@ -44,6 +44,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cpu", type=int, default=None, help="pin to this core")
     parser.add_argument("--certfile", default=None, help="serve HTTPS with this certificate")
     parser.add_argument("--keyfile", default=None, help="and this key")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
     return parser.parse_args(argv)
 
 
@@ -51,8 +52,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
-    app = APPS[args.app]
+    app: object = APPS[args.app]
     kwargs = server_kwargs(args.http, args.loop, args.port)
+    if args.workers > 1:
+        # uvicorn needs an import string to start workers; both get the same one.
+        app = f"benchmarks.apps:{args.app}"
+        kwargs["workers"] = args.workers
     if args.certfile:  # uvicorn's TLS keywords, which appserver takes too
         kwargs.update(ssl_certfile=args.certfile, ssl_keyfile=args.keyfile)
     if args.server == "appserver":

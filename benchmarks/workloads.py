@@ -27,6 +27,9 @@ class Workload:
     body_bytes: int = 0  # > 0: POST a body of this size (wrk kind)
     needs_ws: bool = False
     tls: bool = False  # serve HTTPS (both servers get the same certificate and key)
+    # > 1: that many worker processes (both servers' `workers`); nothing is pinned then, the
+    # workers and wrk share the cores.
+    workers: int = 1
 
     @property
     def metric(self) -> str:
@@ -49,6 +52,13 @@ WORKLOADS: tuple[Workload, ...] = (
         "hello",
         "hello over HTTPS (keep-alive, TLS 1.3), 64 connections",
         tls=True,
+    ),
+    Workload(
+        "hello-2w",
+        "wrk",
+        "hello",
+        "hello on 2 worker processes (unpinned: they share 2 cores with wrk)",
+        workers=2,
     ),
     Workload("hello-h11", "wrk", "hello", "hello on h11+asyncio", http="h11", loop="asyncio"),
     Workload(

@@ -167,6 +167,7 @@ def test_select_workloads() -> None:
         "hello",
         "hello-1conn",
         "hello-tls",
+        "hello-2w",
         "hello-h11",
     }
     with pytest.raises(ValueError, match="unknown workload"):

@@ -67,6 +67,7 @@ class Worker:
     last_seen: float = 0.0
     ping_sent: float | None = None
     replaces: Worker | None = None  # the worker this one will take over from
+    start_timed_out: bool = False  # killed for not being ready within timeout_worker_start
 
 
 @dataclass
@@ -309,7 +310,7 @@ class Supervisor:
             if self.should_exit and code != 0 and not self.exit_status:
                 self.exit_status = 1
             return
-        if code == STARTUP_FAILURE:
+        if code == STARTUP_FAILURE or worker.start_timed_out:
             logger.error("Worker [%d] failed to start (%s): stopping", worker.pid, how)
             roll = self.roll
             if roll is not None and roll.pending is worker:
@@ -353,6 +354,7 @@ class Supervisor:
                         worker.pid,
                         self.config.timeout_worker_start,
                     )
+                    worker.start_timed_out = True
                     self._kill(worker)
                 continue
             if worker.state is WorkerState.STOPPING:

@@ -35,3 +35,13 @@ async def environment(scope: Any, receive: Any, send: Any) -> None:
         return
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": os.environ.get("GREETING", "-").encode()})
+
+
+async def slow_start(scope: Any, receive: Any, send: Any) -> None:
+    """A lifespan startup that takes far longer than the test's timeout_worker_start."""
+    if scope["type"] == "lifespan":
+        import asyncio
+
+        await receive()
+        await asyncio.sleep(30)
+        await send({"type": "lifespan.startup.complete"})

@@ -278,3 +278,33 @@ def test_run_with_workers_from_python(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert len(pids_serving(port, 2)) == 2
         stop(proc)
+
+
+def test_a_new_release_that_cannot_start_aborts_the_roll(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path / "app.toml", port)
+    with supervisor(config) as proc:
+        before = set(ready_pids(proc))
+        config.write_text(
+            config.read_text().replace("tests.processes.apps:app", "tests.processes.apps:nosuch")
+        )
+        proc.signal(signal.SIGHUP)
+        wait_for_output(proc, "Reload aborted")
+        assert pids_serving(port, 2) == before
+        assert proc.alive()
+        stop(proc)
+
+
+def test_a_worker_never_ready_is_killed_and_not_restarted_in_a_loop(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "app.toml",
+        free_port(),
+        app="tests.processes.apps:slow_start",
+        top='lifespan = "on"',
+    )
+    config.write_text(config.read_text() + "start_timeout = 1\n")
+    with running(["-m", "appserver", "serve", str(config)]) as proc:
+        result = proc.wait(30)
+    assert result.returncode == 3, result.output
+    assert "not ready within 1s: killed" in result.output
+    assert result.output.count("Started worker") == 2, result.output
