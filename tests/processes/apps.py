@@ -19,6 +19,11 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
                 return
     if scope["path"] == "/hang":
         time.sleep(60)  # blocks the loop: the worker stops answering pings
+    if scope["path"] == "/slow":
+        import asyncio
+
+        print("slow request begun", flush=True)
+        await asyncio.sleep(60)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
 

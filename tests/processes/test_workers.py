@@ -308,3 +308,25 @@ def test_a_worker_never_ready_is_killed_and_not_restarted_in_a_loop(tmp_path: Pa
     assert result.returncode == 3, result.output
     assert "not ready within 1s: killed" in result.output
     assert result.output.count("Started worker") == 2, result.output
+
+
+def test_a_second_sigterm_forces_the_supervisor_out_with_status_1(tmp_path: Path) -> None:
+    port = free_port()
+
+    def slow_request() -> None:
+        with contextlib.suppress(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/slow", timeout=30)
+
+    with supervisor(write_config(tmp_path / "app.toml", port)) as proc:
+        workers = ready_pids(proc)
+        threading.Thread(target=slow_request, daemon=True).start()
+        wait_for_output(proc, "slow request begun")
+        proc.signal(signal.SIGTERM)
+        wait_for_output(proc, "Shutting down: draining 2 worker(s)")
+        time.sleep(0.5)
+        assert proc.alive()  # the slow request holds the drain
+        proc.signal(signal.SIGTERM)
+        result = proc.wait(20)
+    assert result.returncode == 1, result.output
+    assert "Forced exit" in result.output
+    assert not any(alive(pid) for pid in workers)
