@@ -98,6 +98,13 @@ class Server:
         self.listeners: list[Listener] = []
         self.lifespan: Any = None
         self._captured_signals: list[int] = []
+        # uvicorn's attribute: limit_max_requests with this process's jitter added.
+        jitter = config.limit_max_requests_jitter
+        self.limit_max_requests: int | None = (
+            config.limit_max_requests + (random.randint(0, jitter) if jitter else 0)
+            if config.limit_max_requests is not None
+            else None
+        )
         self._max_requests: int | None = None
         self._logging_configured = False
         # Set by the supervisor in a worker process: sockets it bound (with the index of the
@@ -196,11 +203,7 @@ class Server:
             self.should_exit = True
             return
         self.update_default_headers()
-        jitter = config.limit_max_requests_jitter
-        if config.limit_max_requests is not None:
-            self._max_requests = config.limit_max_requests + (
-                random.randint(0, jitter) if jitter else 0
-            )
+        self._max_requests = self.limit_max_requests
         loop = asyncio.get_running_loop()
         state = self.server_state
         app_state = self.lifespan.state

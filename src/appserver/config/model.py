@@ -147,10 +147,11 @@ class Config(BaseModel):
         "env_file; variables already set win). `appserver serve --env-file` sets it too, and "
         "also reads the file's APPSERVER_* settings.",
     )
-    interface: Literal["auto", "asgi3", "asgi2"] = setting(
+    interface: Literal["auto", "asgi3", "asgi2", "wsgi"] = setting(
         "auto",
         toml="interface",
-        doc="ASGI interface of the app; auto tells ASGI 2 from ASGI 3 by its signature.",
+        doc="ASGI interface of the app; auto tells ASGI 2 from ASGI 3 by its signature. "
+        '"wsgi" (uvicorn\'s WSGI bridge) is refused at load: appserver serves ASGI apps only.',
     )
     lifespan: Literal["auto", "on", "off"] = setting(
         "auto",
@@ -249,11 +250,24 @@ class Config(BaseModel):
         doc="Listen backlog: connections the kernel queues.",
         ge=1,
     )
-    loop: Literal["auto", "asyncio", "uvloop"] = setting(
+    loop: str = setting(
         "auto",
         toml="server.loop",
         cli="--loop",
-        doc="Event loop: auto prefers uvloop when installed.",
+        expects='"auto", "asyncio", "uvloop", "none" or a loop factory "module:callable"',
+        doc="Event loop: auto prefers uvloop when installed; none is asyncio's default; "
+        '"module:callable" names a function that returns a new event loop (as uvicorn).',
+    )
+    http2: bool = setting(
+        False,
+        toml="server.http2",
+        doc="uvicorn's http2 keyword: HTTP/2 is not supported yet, so true is an error.",
+    )
+    reset_contextvars: bool = setting(
+        False,
+        toml="server.reset_contextvars",
+        doc="Run each request's app call in an empty contextvars context instead of a copy of "
+        "the server's (uvicorn's reset_contextvars).",
     )
     http: Literal["auto", "h11", "httptools"] = setting(
         "auto",
@@ -383,6 +397,14 @@ class Config(BaseModel):
         "(unset: no limit; nginx's client_max_body_size).",
         ge=0,
     )
+    h11_max_incomplete_event_size: Size | None = setting(
+        None,
+        toml="limits.h11_max_incomplete_event_size",
+        cli="--h11-max-incomplete-event-size",
+        doc="uvicorn's h11 keyword: with the h11 parser, the largest request head (it replaces "
+        "limits.header_size there).",
+        ge=256,
+    )
     limit_pipeline: int = setting(
         16,
         toml="limits.pipeline",
@@ -497,6 +519,13 @@ class Config(BaseModel):
     access_log: bool = setting(
         True, toml="logging.access_log", cli="--access-log", doc="Log one line per response."
     )
+    use_colors: bool | None = setting(
+        None,
+        toml="logging.use_colors",
+        cli="--use-colors",
+        doc="Colour the level names of the default log format (unset: when writing to a "
+        "terminal), as uvicorn.",
+    )
     log_config: dict[str, Any] | str | None = setting(
         "default",
         toml="logging.config",
@@ -507,11 +536,13 @@ class Config(BaseModel):
     )
 
     # --- websockets --------------------------------------------------------------------------------
-    ws: Literal["auto", "websockets", "none"] = setting(
+    ws: Literal["auto", "websockets", "websockets-sansio", "wsproto", "none"] = setting(
         "auto",
         toml="websocket.protocol",
         cli="--ws",
-        doc="WebSocket support: auto and websockets use the websockets library; none disables it.",
+        doc="WebSocket support: none disables it; every other value means appserver's one "
+        "implementation (sans-I/O, on the websockets library); uvicorn's websockets-sansio and "
+        "wsproto are accepted and say so once at startup.",
     )
     ws_max_size: Size = setting(
         16 * 1024 * 1024,
@@ -582,7 +613,43 @@ class Config(BaseModel):
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_level(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            # uvicorn takes logging.INFO as well as "info".
+            names = {
+                50: "critical",
+                40: "error",
+                30: "warning",
+                20: "info",
+                10: "debug",
+                5: "trace",
+            }
+            if value not in names:
+                raise ValueError(f"expected a level name or one of {sorted(names)}, got {value}")
+            return names[value]
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("loop")
+    @classmethod
+    def _check_loop(cls, value: str) -> str:
+        if value in ("auto", "asyncio", "uvloop", "none"):
+            return value
+        module, sep, attr = value.partition(":")
+        if not sep or not module or not attr:
+            raise ValueError(
+                'expected "auto", "asyncio", "uvloop", "none" or a loop factory '
+                f'"module:callable", got {value!r}'
+            )
+        return value
+
+    @field_validator("http2")
+    @classmethod
+    def _no_http2(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "HTTP/2 is not supported yet: appserver speaks HTTP/1.1 (with TLS, ALPN offers "
+                "http/1.1 only); remove http2 or set it false"
+            )
+        return value
 
     @field_validator("log_config", mode="before")
     @classmethod
@@ -683,6 +750,45 @@ class Config(BaseModel):
         else:
             bind = format_tcp(self.host, self.port)
         return [ListenerConfig(bind=bind)]
+
+    @property
+    def asgi_version(self) -> Literal["2.0", "3.0"]:
+        """uvicorn's attribute: the ASGI version the app is called with."""
+        if self.interface == "asgi2":
+            return "2.0"
+        if self.interface == "auto" and self._loaded is not None:
+            return "2.0" if self._loaded.asgi2 else "3.0"
+        return "3.0"
+
+    @property
+    def should_reload(self) -> bool:
+        """uvicorn's attribute: reload is on and the app is an import string."""
+        return isinstance(self.app, str) and self.reload
+
+    def bind_socket(self) -> Any:
+        """uvicorn's method: bind the socket host/port, uds or fd describe, and return it."""
+        from appserver.runtime.loader import bind_socket
+
+        return bind_socket(self)
+
+    def setup_event_loop(self) -> None:
+        """uvicorn's (pre-0.36) method: make ``asyncio.new_event_loop()`` give this config's
+        loop (uvloop's policy for "auto"/"uvloop" when installed)."""
+        from appserver.runtime.loader import setup_event_loop
+
+        setup_event_loop(self)
+
+    def get_loop_factory(self) -> Any:
+        """uvicorn's (0.36+) method: the callable that makes this config's event loop."""
+        from appserver.runtime.loader import get_loop_factory
+
+        return get_loop_factory(self)
+
+    def configure_logging(self) -> None:
+        """uvicorn's method: set up logging from log_config, log_level, access_log, use_colors."""
+        from appserver.runtime.loader import configure_logging
+
+        configure_logging(self)
 
     @property
     def is_ssl(self) -> bool:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import enum
 import socket
 import struct
@@ -110,6 +111,7 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "_drain_waiter",
         "_flush_scheduled",
+        "_fresh_context",
         "_limit",
         "_out",
         "_out_size",
@@ -133,8 +135,11 @@ class Connection(asyncio.Protocol):
         limit_concurrency: int | None,
         write_timeout: float | None = None,
         phase: Phase = NEW,
+        reset_contextvars: bool = False,
     ) -> None:
         self.server_state = server_state
+        # reset_contextvars: each app call in an empty context, not a copy of the server's.
+        self._fresh_context = reset_contextvars
         self.loop = loop
         self.transport = None
         self.phase = phase
@@ -317,7 +322,11 @@ class Connection(asyncio.Protocol):
         with ``context``: what the protocol needs to answer (the request cycle, the
         connection), which must have a writable ``task`` attribute.
         """
-        task = self.loop.create_task(self._run(app, scope, receive, send, context))
+        coro = self._run(app, scope, receive, send, context)
+        if self._fresh_context:
+            task = self.loop.create_task(coro, context=contextvars.Context())
+        else:
+            task = self.loop.create_task(coro)
         context.task = task
         self.server_state.tasks.add(task)
 

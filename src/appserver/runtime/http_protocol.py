@@ -104,7 +104,13 @@ class HTTPProtocol(Connection):
     ) -> None:
         loop = loop or asyncio.get_running_loop()
         self._tls = tls  # the listener's TLS: the scope's TLS extension comes from it
-        self.init_connection(server_state, loop, config.limit_concurrency, config.timeout_write)
+        self.init_connection(
+            server_state,
+            loop,
+            config.limit_concurrency,
+            config.timeout_write,
+            reset_contextvars=config.reset_contextvars,
+        )
         self.config = config
         loaded = config._require_loaded()
         self.app = loaded.app

@@ -44,6 +44,7 @@ class Loaded:
     tls: list[ServerTLS | None] = field(default_factory=lambda: [None])
     # Listener index -> the file descriptors systemd passed for it (socket activation).
     systemd: dict[int, list[int]] = field(default_factory=dict)
+    asgi2: bool = False  # the app is called through ASGI2Middleware
 
     @property
     def ws_protocol_class(self) -> type[Any] | None:
@@ -127,6 +128,14 @@ def resolve_app(config: Config) -> Any:
     return ASGI2Middleware(app) if interface == "asgi2" else app
 
 
+def _check_interface(config: Config) -> None:
+    if config.interface == "wsgi":
+        raise AppLoadError(
+            'interface = "wsgi" is not supported: appserver serves ASGI apps; wrap a WSGI app '
+            "in an ASGI adapter (a2wsgi's WSGIMiddleware, or asgiref's WsgiToAsgi)"
+        )
+
+
 def resolve_parser(http: str) -> type[Any]:
     if http in ("auto", "httptools"):
         try:
@@ -151,6 +160,14 @@ def resolve_ws(ws: str) -> bool:
     """
     if ws == "none":
         return False
+    if ws in ("websockets-sansio", "wsproto"):
+        # uvicorn's other implementations: we have one, which is sans-I/O already.
+        logger.info(
+            "ws = %r: appserver has one WebSocket implementation (sans-I/O, on the websockets "
+            "library); using it",
+            ws,
+        )
+        ws = "websockets"
     if ws == "websockets":
         if ws_protocol() is None:
             raise AppLoadError('ws = "websockets" but websockets is not installed')
@@ -195,8 +212,12 @@ def load(config: Config) -> Loaded:
     tls = tls_for_listeners(config)
     if config.env_file is not None:
         load_env_file(config.env_file)
+    _check_interface(config)
     app = resolve_app(config)
     parser = resolve_parser(config.http)
+    head_size = config.limit_header_size
+    if config.h11_max_incomplete_event_size is not None and parser.__name__ == "H11Parser":
+        head_size = config.h11_max_incomplete_event_size
     lifespan = LifespanOff if config.lifespan == "off" else LifespanOn
     return Loaded(
         app=app,
@@ -212,9 +233,47 @@ def load(config: Config) -> Loaded:
             request_line=config.limit_request_line,
             header_count=config.limit_header_count,
             field_size=config.limit_header_field_size,
-            head_size=config.limit_header_size,
+            head_size=head_size,
             body_size=config.limit_body_size,
         ),
         tls=tls,
         systemd=systemd,
+        asgi2=isinstance(app, ASGI2Middleware),
     )
+
+
+# --- uvicorn's Config methods, done here (Config is data: it hands over to the runtime) ------
+def bind_socket(config: Config) -> Any:
+    """The one socket the flat keywords describe, bound (uvicorn's Config.bind_socket)."""
+    from appserver.runtime.sockets import bind_tcp, bind_unix, from_fd
+
+    if config.fd is not None:
+        return from_fd(config.fd)
+    if config.uds is not None:
+        return bind_unix(config.uds)
+    return bind_tcp(config.host, config.port)
+
+
+def get_loop_factory(config: Config) -> Callable[[], Any]:
+    from appserver.runtime.loops import loop_factory
+
+    return loop_factory(config.loop)
+
+
+def setup_event_loop(config: Config) -> None:
+    import asyncio
+
+    if config.loop in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if config.loop == "uvloop":
+                raise
+            return
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def configure_logging(config: Config) -> None:
+    from appserver.runtime.logs import configure_logging as configure
+
+    configure(config)

@@ -23,7 +23,7 @@ ACCESS_FORMAT = "%(asctime)s ACCESS  %(message)s"
 def configure_logging(config: Config) -> None:
     source = config.log_config
     if source == "default":
-        _default_logging()
+        _default_logging(config.use_colors)
     elif source is not None:
         # Only a configuration of the user's own needs logging.config, which imports
         # logging.handlers, pickle and socketserver: about 0.4 MiB the default does without.
@@ -45,7 +45,7 @@ def configure_logging(config: Config) -> None:
         access_logger.propagate = False
 
 
-def _default_logging() -> None:
+def _default_logging(use_colors: bool | None = None) -> None:
     """appserver's console logging: server messages on stderr, access lines on stdout, neither
     passed on to the root logger.
 
@@ -57,9 +57,9 @@ def _default_logging() -> None:
     ``FileHandler(mode="w")``.
     """
     configured = {
-        "appserver": _console_handler("default", sys.stderr, DEFAULT_FORMAT),
+        "appserver": _console_handler("default", sys.stderr, DEFAULT_FORMAT, use_colors),
         "appserver.error": None,
-        "appserver.access": _console_handler("access", sys.stdout, ACCESS_FORMAT),
+        "appserver.access": _console_handler("access", sys.stdout, ACCESS_FORMAT, use_colors),
     }
     for name, existing in list(logging.Logger.manager.loggerDict.items()):
         if not isinstance(existing, logging.Logger) or name in configured:
@@ -81,8 +81,38 @@ def _default_logging() -> None:
         named.disabled = False
 
 
-def _console_handler(name: str, stream: Any, fmt: str) -> logging.Handler:
+def _console_handler(
+    name: str, stream: Any, fmt: str, use_colors: bool | None = None
+) -> logging.Handler:
     handler = logging.StreamHandler(stream)
     handler.set_name(name)  # as dictConfig names the handlers of its "handlers" table
-    handler.setFormatter(logging.Formatter(fmt))
+    if use_colors is None:  # uvicorn's default: colours on a terminal
+        use_colors = bool(getattr(stream, "isatty", lambda: False)())
+    handler.setFormatter(ColourFormatter(fmt) if use_colors else logging.Formatter(fmt))
     return handler
+
+
+# uvicorn's colours for the level names.
+_COLOURS = {
+    TRACE: "\033[34m",  # blue
+    logging.DEBUG: "\033[36m",  # cyan
+    logging.INFO: "\033[32m",  # green
+    logging.WARNING: "\033[33m",  # yellow
+    logging.ERROR: "\033[31m",  # red
+    logging.CRITICAL: "\033[91m",  # bright red
+}
+
+
+class ColourFormatter(logging.Formatter):
+    """The default format with the level name coloured (use_colors)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        colour = _COLOURS.get(record.levelno)
+        if colour is None:
+            return super().formatMessage(record)
+        plain = record.levelname
+        record.levelname = f"{colour}{plain:<7}\033[0m"
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.levelname = plain

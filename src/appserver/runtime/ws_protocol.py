@@ -45,7 +45,12 @@ class WebSocketProtocol(Connection):
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.init_connection(
-            server_state, loop, config.limit_concurrency, config.timeout_write, phase=ACTIVE
+            server_state,
+            loop,
+            config.limit_concurrency,
+            config.timeout_write,
+            phase=ACTIVE,
+            reset_contextvars=config.reset_contextvars,
         )
         self.config = config
         self.app = config.loaded_app

@@ -1,0 +1,131 @@
+"""uvicorn's Config keywords and attributes, through the public API (real servers, real
+clients): each keyword in uvicorn's value forms does what it does there."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import socket
+from typing import Any
+
+import httpx
+import pytest
+
+from appserver import Config, Server
+from appserver.errors import AppLoadError, ConfigError
+from tests.conftest import run, serve
+
+marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": marker.get().encode()})
+
+
+async def get(port: int) -> str:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"http://127.0.0.1:{port}/")).text
+
+
+def test_log_level_takes_a_logging_constant() -> None:
+    assert Config(app, log_level=logging.INFO).log_level == "info"
+    assert Config(app, log_level=logging.DEBUG).log_level == "debug"
+    assert Config(app, log_level=5).log_level == "trace"
+    with pytest.raises(ConfigError, match="expected a level name or one of"):
+        Config(app, log_level=17)
+
+
+@pytest.mark.parametrize("ws", ["auto", "none", "websockets", "websockets-sansio", "wsproto"])
+def test_every_uvicorn_ws_name_is_accepted(ws: str, caplog: pytest.LogCaptureFixture) -> None:
+    config = Config(app, ws=ws, log_config=None)
+    with caplog.at_level(logging.INFO, logger="appserver"):
+        config.load()
+    said = [
+        r.getMessage() for r in caplog.records if "one WebSocket implementation" in r.getMessage()
+    ]
+    assert len(said) == (1 if ws in ("websockets-sansio", "wsproto") else 0)
+
+
+def test_http2_true_is_a_clear_error() -> None:
+    assert Config(app, http2=False).http2 is False
+    with pytest.raises(ConfigError, match="HTTP/2 is not supported yet"):
+        Config(app, http2=True)
+
+
+def test_interface_wsgi_is_refused_at_load() -> None:
+    config = Config(app, interface="wsgi")
+    with pytest.raises(AppLoadError, match='interface = "wsgi" is not supported'):
+        config.load()
+
+
+def test_loop_as_a_module_callable_factory() -> None:
+    from tests.compat import loops
+
+    config = Config(app, loop="tests.compat.loops:new_loop")
+    factory = config.get_loop_factory()
+    loop = factory()
+    assert loop in loops.made
+    loop.close()
+    assert Config(app, loop="none").get_loop_factory() is asyncio.new_event_loop
+    with pytest.raises(ConfigError, match="a loop factory"):
+        Config(app, loop="uv-loop")
+
+
+def test_reset_contextvars_runs_each_request_in_an_empty_context() -> None:
+    async def main(reset: bool) -> str:
+        marker.set("server's")
+        async with serve(app, "httptools", reset_contextvars=reset) as (_, port):
+            return await get(port)
+
+    assert run(main(False)) == "server's"
+    assert run(main(True)) == "unset"
+
+
+def test_h11_max_incomplete_event_size_is_the_h11_head_limit() -> None:
+    async def main() -> int:
+        async with (
+            serve(app, "h11", h11_max_incomplete_event_size=1024) as (_, port),
+            httpx.AsyncClient() as client,
+        ):
+            response = await client.get(f"http://127.0.0.1:{port}/", headers={"x-big": "v" * 2000})
+            return response.status_code
+
+    assert run(main()) == 431
+
+
+def test_use_colors_colours_level_names(capsys: pytest.CaptureFixture[str]) -> None:
+    config = Config(app, use_colors=True)
+    config.configure_logging()
+    logging.getLogger("appserver.error").warning("coloured")
+    assert "\033[33mWARNING\033[0m coloured" in capsys.readouterr().err
+    Config(app, use_colors=False).configure_logging()
+    logging.getLogger("appserver.error").warning("plain")
+    assert "WARNING plain" in capsys.readouterr().err
+
+
+def test_config_attributes() -> None:
+    config = Config("tests.compat.test_uvicorn_keywords:app", reload=True)
+    assert config.should_reload and not Config(app, reload=True).should_reload
+    assert Config(app).asgi_version == "3.0"
+    assert Config(app, interface="asgi2").asgi_version == "2.0"
+    assert Config(app).workers is None and Config(app, workers=4).workers == 4
+    assert not Config(app).loaded
+    config = Config(app, log_config=None)
+    config.load()
+    assert config.loaded
+    sock = Config(app, port=0).bind_socket()
+    try:
+        assert sock.family == socket.AF_INET and sock.getsockname()[0] == "127.0.0.1"
+    finally:
+        sock.close()
+
+
+def test_server_limit_max_requests_has_the_jitter_applied() -> None:
+    server = Server(Config(app, limit_max_requests=100, limit_max_requests_jitter=10))
+    assert server.limit_max_requests is not None and 100 <= server.limit_max_requests <= 110
+    assert Server(Config(app)).limit_max_requests is None
+    assert server.servers == []
