@@ -121,6 +121,13 @@ def _merge(layer: Layer, other: Layer, spelled: str | None = None) -> None:
         layer.errors.append(replace(error, spelled=spelled) if spelled else error)
 
 
+def _is_import_string(argument: Path) -> bool:
+    """``module:attribute`` that is not a file (a TOML file is never named that way)."""
+    text = str(argument)
+    module, sep, attr = text.partition(":")
+    return bool(sep and module and attr) and "/" not in text and not argument.exists()
+
+
 def _resolve(
     path: Path | None, env_file: Path | None, flags: dict[str, Any], assignments: list[str]
 ) -> Resolved:
@@ -184,14 +191,24 @@ def _root(
 def serve(
     config: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Argument(help="TOML configuration file.", show_default=False),
+        typer.Argument(
+            help="TOML configuration file, or an import string module:attribute (as uvicorn).",
+            show_default=False,
+        ),
     ] = None,
     env_file: EnvFile = None,
     set_: SetOption = None,
     flags: dict[str, Any] | None = None,
 ) -> None:
-    """Serve the app from defaults < CONFIG < --env-file < APPSERVER_* < flags."""
-    resolved = _resolve(config, env_file, flags or {}, set_ or [])
+    """Serve the app from defaults < CONFIG < --env-file < APPSERVER_* < flags.
+
+    CONFIG may also be an import string, as with uvicorn: `appserver serve myapp:app`.
+    """
+    flags = dict(flags or {})
+    if config is not None and _is_import_string(config):
+        flags.setdefault("--app", str(config))  # uvicorn's `uvicorn myapp:app`
+        config = None
+    resolved = _resolve(config, env_file, flags, set_ or [])
     if resolved.config is None:
         _print_problems(resolved.errors, str(config) if config else "appserver")
         raise typer.Exit(1)

@@ -129,3 +129,33 @@ def test_server_limit_max_requests_has_the_jitter_applied() -> None:
     assert server.limit_max_requests is not None and 100 <= server.limit_max_requests <= 110
     assert Server(Config(app)).limit_max_requests is None
     assert server.servers == []
+
+
+def test_uvicorn_environment_conventions() -> None:
+    from appserver.config.sources import load
+
+    config = load(environ={"WEB_CONCURRENCY": "3", "FORWARDED_ALLOW_IPS": "10.0.0.0/8"}).unwrap()
+    assert config.workers == 3
+    assert config.forwarded_allow_ips == ["10.0.0.0/8"]
+    ours = {"WEB_CONCURRENCY": "3", "APPSERVER_WORKERS": "2"}
+    assert load(environ=ours).unwrap().workers == 2  # the APPSERVER_ variable wins
+
+
+def test_serve_takes_an_import_string_like_uvicorn(tmp_path: Any) -> None:
+    import signal
+
+    from tests.lifecycle.procs import free_port, running, wait_until_serving
+
+    port = free_port()
+    with running(["-m", "appserver", "serve", "examples.hello:app", "--port", str(port)]) as proc:
+        assert wait_until_serving(proc, port).text == "Hello, world!"
+        proc.signal(signal.SIGTERM)
+        assert proc.wait().returncode == 0
+
+
+def test_header_values_keep_their_commas_in_the_environment() -> None:
+    from appserver.config.sources import load
+
+    environ = {"APPSERVER_HEADERS": "cache-control: no-cache, no-store, x-frame-options: DENY"}
+    config = load(environ=environ).unwrap()
+    assert config.headers == [("cache-control", "no-cache, no-store"), ("x-frame-options", "DENY")]

@@ -150,6 +150,7 @@ class Config(BaseModel):
     interface: Literal["auto", "asgi3", "asgi2", "wsgi"] = setting(
         "auto",
         toml="interface",
+        cli="--interface",
         doc="ASGI interface of the app; auto tells ASGI 2 from ASGI 3 by its signature. "
         '"wsgi" (uvicorn\'s WSGI bridge) is refused at load: appserver serves ASGI apps only.',
     )
@@ -353,6 +354,7 @@ class Config(BaseModel):
     limit_max_requests_jitter: int = setting(
         0,
         toml="limits.max_requests_jitter",
+        cli="--limit-max-requests-jitter",
         doc="Add a random 0..jitter to limit_max_requests so workers do not restart together.",
         ge=0,
     )

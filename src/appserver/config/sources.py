@@ -180,7 +180,16 @@ def environ_layer(
             continue
         origin = Origin(kind, variable, place)
         _set_text(layer, setting, text, origin)
+    if kind == "environ":
+        # uvicorn's own conventions, read when the APPSERVER_ variable is not set: Heroku's
+        # and gunicorn's WEB_CONCURRENCY for workers, and FORWARDED_ALLOW_IPS.
+        for variable, name in UVICORN_VARIABLES.items():
+            if variable in environ and name not in layer.values and name not in layer.origins:
+                _set_text(layer, BY_NAME[name], environ[variable], Origin(kind, variable))
     return layer
+
+
+UVICORN_VARIABLES = {"WEB_CONCURRENCY": "workers", "FORWARDED_ALLOW_IPS": "forwarded_allow_ips"}
 
 
 def overrides_layer(overrides: Mapping[str, Any], *, kind: Kind = "override") -> Layer:
@@ -220,9 +229,16 @@ def decode_text(setting: Setting, text: str) -> Any:
             return json.loads(stripped)
         except json.JSONDecodeError as exc:
             raise ValueError(f"expected valid JSON ({exc.msg} at column {exc.colno})") from None
+    if setting.name == "headers":
+        # "cache-control: no-cache, no-store, x-a: 1": a comma starts a new header only where
+        # a new "name:" follows, so values keep their commas.
+        return [item.strip() for item in _NEXT_HEADER.split(stripped) if item.strip()]
     if setting.is_list:
         return [item.strip() for item in stripped.split(",") if item.strip()]
     return text
+
+
+_NEXT_HEADER = re.compile(r",\s*(?=[!#$%&'*+\-.^_`|~0-9A-Za-z]+\s*:)")
 
 
 def _set_text(layer: Layer, setting: Setting, text: str, origin: Origin) -> None:
