@@ -159,3 +159,39 @@ def test_header_values_keep_their_commas_in_the_environment() -> None:
     environ = {"APPSERVER_HEADERS": "cache-control: no-cache, no-store, x-frame-options: DENY"}
     config = load(environ=environ).unwrap()
     assert config.headers == [("cache-control", "no-cache, no-store"), ("x-frame-options", "DENY")]
+
+
+def test_lifespan_objects_have_uvicorns_attributes() -> None:
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+    async def raising(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        raise RuntimeError("boom")
+
+    async def fine(scope: Any, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            kind = message["type"].rsplit(".", 1)[-1]
+            await send({"type": f"lifespan.{kind}.complete"})
+            if kind == "shutdown":
+                return
+
+    async def main(app: Any) -> Any:
+        config = Config(app, lifespan="on", log_config=None)
+        config.load()
+        lifespan = config.lifespan_class(config)
+        await lifespan.startup()
+        if not lifespan.should_exit:
+            await lifespan.shutdown()
+        return lifespan
+
+    failed, raised, ok = run(main(failing)), run(main(raising)), run(main(fine))
+    assert failed.startup_failed and failed.should_exit and not failed.error_occurred
+    assert raised.error_occurred and raised.should_exit
+    assert not (ok.startup_failed or ok.shutdown_failed or ok.error_occurred or ok.should_exit)
+    assert isinstance(ok.state, dict)
+    off = Config(app, lifespan="off", log_config=None)
+    off.load()
+    assert off.lifespan_class(off).startup_failed is False

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 
 
 class LifespanOff:
+    # uvicorn's attributes, for the programs and tests that read them.
+    startup_failed = False
+    shutdown_failed = False
+    error_occurred = False
+
     def __init__(self, config: Config) -> None:
         self.should_exit = False
         self.state: dict[str, Any] = {}
@@ -66,6 +71,19 @@ class LifespanOn:
             logger.error("Application shutdown failed.")
         else:
             logger.info("Application shutdown complete.")
+
+    # uvicorn's attributes, for the programs and tests that read them.
+    @property
+    def startup_failed(self) -> bool:
+        return self._startup_failed
+
+    @property
+    def shutdown_failed(self) -> bool:
+        return self._shutdown_failed
+
+    @property
+    def error_occurred(self) -> bool:
+        return self._error
 
     def cancel(self) -> None:
         """Forced exit: stop the app's lifespan coroutine wherever it is stuck."""
