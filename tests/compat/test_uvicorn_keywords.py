@@ -195,3 +195,27 @@ def test_lifespan_objects_have_uvicorns_attributes() -> None:
     off = Config(app, lifespan="off", log_config=None)
     off.load()
     assert off.lifespan_class(off).startup_failed is False
+
+
+def test_an_import_error_in_the_app_shows_the_apps_own_frames(tmp_path: Any) -> None:
+    from tests.lifecycle.procs import free_port, running
+
+    package = tmp_path / "brokenpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text(
+        "def setup():\n    return undefined_name\nVALUE = setup()\n"
+    )
+    (package / "main.py").write_text("from brokenpkg import helpers\napp = None\n")
+    args = ["-m", "appserver", "serve", "brokenpkg.main:app", "--port", str(free_port())]
+    with running(args, cwd=tmp_path) as proc:
+        result = proc.wait()
+    assert result.returncode == 1
+    assert "NameError: name 'undefined_name' is not defined" in result.output
+    assert f'File "{package / "helpers.py"}", line 2, in setup' in result.output
+    assert "importlib" not in result.output
+    with running(["-m", "appserver", "serve", "nowhere.main:app"], cwd=tmp_path) as proc:
+        missing = proc.wait()
+    assert missing.returncode == 1
+    (line,) = [x for x in missing.output.splitlines() if "ERROR" in x]
+    assert "no module named 'nowhere.main'" in line and "--app-dir" in line

@@ -64,13 +64,17 @@ def import_from_string(import_str: str) -> Any:
         missing = exc.name or ""
         if missing == module_name or module_name.startswith(missing + "."):
             raise AppLoadError(
-                f"cannot import app {import_str!r}: no module named {module_name!r}"
+                f"cannot import app {import_str!r}: no module named {module_name!r} in "
+                f"{os.getcwd()} or on sys.path (app_dir, APPSERVER_APP_DIR or --app-dir names "
+                "the directory that holds it)"
             ) from None
-        raise AppLoadError(f"cannot import app {import_str!r}: {exc}") from exc
+        raise AppLoadError(
+            f"cannot import app {import_str!r}: {exc}{_app_traceback(exc)}"
+        ) from exc
     except Exception as exc:
         raise AppLoadError(
             f"cannot import app {import_str!r}: importing {module_name!r} raised "
-            f"{type(exc).__name__}: {exc}"
+            f"{type(exc).__name__}: {exc}{_app_traceback(exc)}"
         ) from exc
     try:
         for attr in attrs.split("."):
@@ -80,6 +84,22 @@ def import_from_string(import_str: str) -> Any:
             f"cannot import app {import_str!r}: module {module_name!r} has no attribute {attrs!r}"
         ) from None
     return instance
+
+
+def _app_traceback(exc: BaseException) -> str:
+    """The frames of the app's own code where its import failed (importlib's are dropped),
+    as uvicorn shows them: the file and line of the mistake."""
+    import traceback
+
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if "importlib" not in frame.filename and frame.filename != __file__
+    ]
+    if not frames:
+        return ""
+    lines = "".join(traceback.format_list(frames)).rstrip("\n")
+    return f"\nTraceback (the app's code, most recent call last):\n{lines}"
 
 
 class ASGI2Middleware:
