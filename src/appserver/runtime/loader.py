@@ -68,9 +68,7 @@ def import_from_string(import_str: str) -> Any:
                 f"{os.getcwd()} or on sys.path (app_dir, APPSERVER_APP_DIR or --app-dir names "
                 "the directory that holds it)"
             ) from None
-        raise AppLoadError(
-            f"cannot import app {import_str!r}: {exc}{_app_traceback(exc)}"
-        ) from exc
+        raise AppLoadError(f"cannot import app {import_str!r}: {exc}{_app_traceback(exc)}") from exc
     except Exception as exc:
         raise AppLoadError(
             f"cannot import app {import_str!r}: importing {module_name!r} raised "
