@@ -342,11 +342,9 @@ class Server:
             connection.close()
         await asyncio.sleep(0)  # let transports deliver connection_lost
         lifespan = self.lifespan
-        if (
-            lifespan is not None
-            and not self.force_exit
-            and not await self._unless_forced(lifespan.shutdown())
-        ):
+        if lifespan is not None and self.force_exit:
+            lifespan.cancel()  # lifespan shutdown is skipped: stop it quietly now
+        elif lifespan is not None and not await self._unless_forced(lifespan.shutdown()):
             logger.warning("Forced exit during application shutdown")
             lifespan.cancel()
         for listener in self.listeners:

@@ -68,6 +68,7 @@ class Worker:
     ping_sent: float | None = None
     replaces: Worker | None = None  # the worker this one will take over from
     start_timed_out: bool = False  # killed for not being ready within timeout_worker_start
+    served: bool = False  # it became ready at some point
 
 
 @dataclass
@@ -229,6 +230,7 @@ class Supervisor:
         worker.last_seen = now
         if READY in data and worker.state is WorkerState.STARTING:
             worker.state = WorkerState.READY
+            worker.served = True
             worker.ping_sent = None
             logger.info("Worker [%d] ready", worker.pid)
             if worker.replaces is not None:
@@ -307,7 +309,10 @@ class Supervisor:
         how = f"signal {-code}" if code < 0 else f"status {code}"
         if worker.state is WorkerState.STOPPING or self.should_exit:
             logger.info("Worker [%d] stopped (%s)", worker.pid, how)
-            if self.should_exit and code != 0 and not self.exit_status:
+            # A worker still starting when told to stop dies of the SIGTERM before it has a
+            # handler for it: it had nothing to drain.
+            unclean = code != 0 and (worker.served or code != -signal.SIGTERM)
+            if self.should_exit and unclean and not self.exit_status:
                 self.exit_status = 1
             return
         if code == STARTUP_FAILURE or worker.start_timed_out:
@@ -330,10 +335,9 @@ class Supervisor:
     def _keep_count(self) -> None:
         if self.roll is not None:
             return  # the roll starts and stops workers itself
+        # A replacement that is starting takes the place of the retiring worker it replaces.
         serving = [
-            w
-            for w in self.workers.values()
-            if w.state in (WorkerState.STARTING, WorkerState.READY) and w.replaces is None
+            w for w in self.workers.values() if w.state in (WorkerState.STARTING, WorkerState.READY)
         ]
         for _ in range(self.target - len(serving)):
             self._spawn(self.config)

@@ -4,6 +4,7 @@ clients): each keyword in uvicorn's value forms does what it does there."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import socket
@@ -219,3 +220,29 @@ def test_an_import_error_in_the_app_shows_the_apps_own_frames(tmp_path: Any) -> 
     assert missing.returncode == 1
     (line,) = [x for x in missing.output.splitlines() if "ERROR" in x]
     assert "no module named 'nowhere.main'" in line and "--app-dir" in line
+
+
+def test_a_forced_exit_is_one_warning_line_even_with_starlettes_lifespan() -> None:
+    import signal
+    import threading
+
+    from tests.lifecycle.procs import free_port, running, wait_for_output, wait_until_serving
+
+    port = free_port()
+    args = ["-m", "appserver", "serve", "tests.compat.starlette_app:app", "--port", str(port)]
+
+    def slow() -> None:
+        with contextlib.suppress(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/slow", timeout=30)
+
+    with running([*args, "--lifespan", "on"]) as proc:
+        wait_until_serving(proc, port)
+        threading.Thread(target=slow, daemon=True).start()
+        wait_for_output(proc, "slow request begun")
+        proc.signal(signal.SIGINT)
+        wait_for_output(proc, "Waiting for connections to close")
+        proc.signal(signal.SIGINT)
+        result = proc.wait()
+    assert result.returncode == 1
+    assert "Traceback" not in result.output and "CancelledError" not in result.output
+    assert [line for line in result.output.splitlines() if " ERROR " in line] == []

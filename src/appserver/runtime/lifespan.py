@@ -48,6 +48,7 @@ class LifespanOn:
         self._shutdown_failed = False
         self._error = False  # the app raised
         self._unsupported = False
+        self._cancelled = False  # a forced exit cut it short (see cancel)
         self._task: asyncio.Task[None] | None = None
 
     async def startup(self) -> None:
@@ -86,7 +87,10 @@ class LifespanOn:
         return self._error
 
     def cancel(self) -> None:
-        """Forced exit: stop the app's lifespan coroutine wherever it is stuck."""
+        """Forced exit: stop the app's lifespan coroutine wherever it is stuck. Frameworks
+        answer the cancellation with lifespan.shutdown.failed and its traceback (Starlette
+        does); that is our doing, not the app's failure, so it is not logged as one."""
+        self._cancelled = True
         if self._task is not None:
             self._task.cancel()
 
@@ -135,7 +139,7 @@ class LifespanOn:
         elif kind == "lifespan.shutdown.failed":
             self._shutdown_failed = True
             self._shutdown_done.set()
-            if message.get("message"):
+            if message.get("message") and not self._cancelled:
                 logger.error(message["message"])
         else:
             raise RuntimeError(f"unexpected lifespan message {kind!r}")
