@@ -34,6 +34,7 @@ cli = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 FLAG_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.cli is not None)

@@ -246,3 +246,30 @@ def test_a_forced_exit_is_one_warning_line_even_with_starlettes_lifespan() -> No
     assert result.returncode == 1
     assert "Traceback" not in result.output and "CancelledError" not in result.output
     assert [line for line in result.output.splitlines() if " ERROR " in line] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1m30s", 90.0), ("1h30m", 5400.0), ("2s500ms", 2.5), ("30s", 30.0), ("90", 90.0)],
+)
+def test_durations_take_compound_forms(text: str, seconds: float) -> None:
+    assert Config(app, timeout_keep_alive=text).timeout_keep_alive == seconds
+
+
+@pytest.mark.parametrize("text", ["1m30", "1x", "m", "30s1m"])
+def test_bad_durations_say_what_is_expected(text: str) -> None:
+    with pytest.raises(ConfigError, match='"1m30s"'):
+        Config(app, timeout_keep_alive=text)
+
+
+def test_help_answers_to_dash_h() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "appserver", "serve", "-h"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0 and "--workers" in done.stdout

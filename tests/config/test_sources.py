@@ -208,9 +208,9 @@ def test_negative_timeout(tmp_path: Path) -> None:
     errors = [str(e) for e in load(path).errors]
     assert errors == [
         f"{path}:2: timeouts.keep_alive = -1: expected a number of seconds or a string like "
-        '"500ms", "30s", "5m", "1h" (> 0)',
+        '"500ms", "30s", "5m", "1h", "1m30s" (> 0)',
         f"{path}:3: timeouts.graceful_shutdown = -5: expected a number of seconds or a string "
-        'like "500ms", "30s", "5m", "1h" (>= 0)',
+        'like "500ms", "30s", "5m", "1h", "1m30s" (>= 0)',
     ]
 
 

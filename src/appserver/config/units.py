@@ -20,7 +20,9 @@ _SIZE_UNITS = {
 }
 _NUMBER_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
-DURATION_HINT = 'a number of seconds or a string like "500ms", "30s", "5m", "1h"'
+DURATION_HINT = 'a number of seconds or a string like "500ms", "30s", "5m", "1h", "1m30s"'
+# "1h30m", "1m30s", "2s500ms": parts from the largest unit down, each unit once.
+_COMPOUND = re.compile(r"^\s*(?:(\d+)h)?\s*(?:(\d+)m(?!s))?\s*(?:(\d+)s)?\s*(?:(\d+)ms)?\s*$")
 SIZE_HINT = 'a number of bytes or a string like "512", "64KiB", "10MiB", "1GB"'
 
 
@@ -31,9 +33,13 @@ def parse_duration(value: object) -> object:
     if isinstance(value, str):
         match = _NUMBER_UNIT.match(value)
         unit = match.group(2).lower() if match else None
-        if match is None or (unit and unit not in _DURATION_UNITS):
+        if match is not None and (not unit or unit in _DURATION_UNITS):
+            return float(match.group(1)) * _DURATION_UNITS[unit or "s"]
+        compound = _COMPOUND.match(value.lower())
+        if compound is None or not any(compound.groups()):
             raise ValueError(f"expected {DURATION_HINT}")
-        return float(match.group(1)) * _DURATION_UNITS[unit or "s"]
+        hours, minutes, seconds, millis = (int(part or 0) for part in compound.groups())
+        return hours * 3600.0 + minutes * 60.0 + seconds + millis / 1000
     return value
 
 
