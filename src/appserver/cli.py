@@ -319,11 +319,14 @@ def _check_tls(config: Any) -> tuple[SettingError | None, list[str]]:
 
 def _import_app(resolved: Resolved) -> SettingError | None:
     from appserver.errors import AppLoadError
-    from appserver.runtime.loader import resolve_app
+    from appserver.runtime.loader import asgi_signature_problem, resolve_app
 
     assert resolved.config is not None
     try:
-        resolve_app(resolved.config)
+        app = resolve_app(resolved.config)
+        problem = asgi_signature_problem(app)
+        if problem is not None:
+            raise AppLoadError(f"app {resolved.config.app!r} is not an ASGI app: {problem}")
     except AppLoadError as exc:
         origin = resolved.origin("app")
         return SettingError(("app",), resolved.config.app, str(exc), origin.where, "app")

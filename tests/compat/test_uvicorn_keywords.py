@@ -273,3 +273,39 @@ def test_help_answers_to_dash_h() -> None:
         timeout=30,
     )
     assert done.returncode == 0 and "--workers" in done.stdout
+
+
+async def zero_arguments() -> None:
+    return None
+
+
+class Asgi2:
+    def __init__(self, scope: Any) -> None:
+        self.scope = scope
+
+    async def __call__(self, receive: Any, send: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("target", "verdict"),
+    [
+        ("zero_arguments", "zero_arguments takes 0 positional argument(s)"),
+        ("app", "ok"),
+        ("Asgi2", "ok"),
+    ],
+)
+def test_check_import_app_looks_at_the_signature(target: str, verdict: str) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "appserver", "check", "--import-app",
+            "--app", f"tests.compat.test_uvicorn_keywords:{target}",
+        ],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert verdict in output
+    assert done.returncode == (0 if verdict == "ok" else 1)

@@ -111,6 +111,32 @@ class ASGI2Middleware:
         await instance(receive, send)
 
 
+def asgi_signature_problem(app: Any) -> str | None:
+    """What is wrong with the signature of the app ``resolve_app`` gave, or None: an ASGI 3
+    app is called with (scope, receive, send); an ASGI 2 one (under ASGI2Middleware) with
+    (scope), returning the instance that takes (receive, send)."""
+    target, wanted, form = app, 3, "(scope, receive, send)"
+    if isinstance(app, ASGI2Middleware):
+        target, wanted, form = app.app, 1, "(scope) for ASGI 2"
+    call: Any = target if inspect.isfunction(target) or inspect.ismethod(target) else None
+    if call is None and inspect.isclass(target):
+        call = target  # the class itself is called: its __init__ takes the arguments
+    if call is None:
+        call = getattr(target, "__call__", None)  # noqa: B004 - the method itself
+    try:
+        parameters = list(inspect.signature(call).parameters.values())
+    except (TypeError, ValueError):
+        return None  # a builtin or C callable: cannot tell, so do not refuse
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return None
+    required = [p for p in positional if p.default is p.empty]
+    if len(required) <= wanted <= len(positional):
+        return None
+    name = getattr(target, "__qualname__", type(target).__name__)
+    return f"{name} takes {len(positional)} positional argument(s); an ASGI app takes {form}"
+
+
 def _is_asgi3(app: Any) -> bool:
     if inspect.isclass(app):
         return hasattr(app, "__await__")
