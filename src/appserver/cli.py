@@ -122,6 +122,23 @@ def _merge(layer: Layer, other: Layer, spelled: str | None = None) -> None:
         layer.errors.append(replace(error, spelled=spelled) if spelled else error)
 
 
+def _module_exists(module: str, app_dir: str | None) -> bool:
+    import importlib.util
+    import sys
+
+    directory = os.path.abspath(app_dir or os.getcwd())
+    added = directory not in sys.path
+    if added:
+        sys.path.insert(0, directory)
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False  # a parent package that does not exist, or a relative name
+    finally:
+        if added:
+            sys.path.remove(directory)
+
+
 def _is_import_string(argument: Path) -> bool:
     """``module:attribute`` that is not a file (a TOML file is never named that way)."""
     text = str(argument)
@@ -207,6 +224,16 @@ def serve(
     """
     flags = dict(flags or {})
     if config is not None and _is_import_string(config):
+        module = str(config).partition(":")[0]
+        if not _module_exists(module, flags.get("--app-dir")):
+            typer.echo(
+                f"appserver: {str(config)!r} is neither a file nor an importable module: no file "
+                f"named {str(config)!r} and no module named {module!r} in {os.getcwd()} "
+                "(a config file path, or an import string module:attribute; --app-dir names "
+                "where the module is)",
+                err=True,
+            )
+            raise typer.Exit(1)
         flags.setdefault("--app", str(config))  # uvicorn's `uvicorn myapp:app`
         config = None
     resolved = _resolve(config, env_file, flags, set_ or [])

@@ -215,7 +215,7 @@ def test_an_import_error_in_the_app_shows_the_apps_own_frames(tmp_path: Any) -> 
     assert "NameError: name 'undefined_name' is not defined" in result.output
     assert f'File "{package / "helpers.py"}", line 2, in setup' in result.output
     assert "importlib" not in result.output
-    with running(["-m", "appserver", "serve", "nowhere.main:app"], cwd=tmp_path) as proc:
+    with running(["-m", "appserver", "serve", "--app", "nowhere.main:app"], cwd=tmp_path) as proc:
         missing = proc.wait()
     assert missing.returncode == 1
     (line,) = [x for x in missing.output.splitlines() if "ERROR" in x]
@@ -309,3 +309,18 @@ def test_check_import_app_looks_at_the_signature(target: str, verdict: str) -> N
     output = done.stdout + done.stderr
     assert verdict in output
     assert done.returncode == (0 if verdict == "ok" else 1)
+
+
+def test_serve_with_neither_a_file_nor_a_module_says_both(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "appserver", "serve", "nosuchmodule:app"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert "no file named 'nosuchmodule:app' and no module named 'nosuchmodule'" in done.stderr
