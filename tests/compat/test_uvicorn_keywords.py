@@ -324,3 +324,18 @@ def test_serve_with_neither_a_file_nor_a_module_says_both(tmp_path: Any) -> None
     )
     assert done.returncode == 1
     assert "no file named 'nosuchmodule:app' and no module named 'nosuchmodule'" in done.stderr
+
+
+def test_problems_come_in_file_order_with_the_values_as_written(tmp_path: Any) -> None:
+    from appserver.config.sources import load
+
+    path = tmp_path / "app.toml"
+    path.write_text(
+        'app = "a:b"\n[timeouts]\nkeep_alive = "0s"\n[limits]\nconcurrency = "many"\n'
+        '[server]\nport = "x"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load(path).unwrap()
+    lines = str(caught.value).splitlines()[1:]
+    assert [line.split(": ", 1)[0].rsplit(":", 1)[-1] for line in lines] == ["3", "5", "7"]
+    assert 'timeouts.keep_alive = "0s":' in lines[0]

@@ -304,12 +304,25 @@ def _validate_alone(layer: Layer) -> list[SettingError]:
     try:
         Config(**values)
     except ConfigError as exc:
-        return [
-            layer.error_for(str(e.loc[0]), e.value, e.expected, e.loc)
+        found = [
+            # The value as it was written ("0s"), not as parsed (0.0), for a whole setting.
+            layer.error_for(
+                str(e.loc[0]),
+                layer.values.get(str(e.loc[0]), e.value) if len(e.loc) == 1 else e.value,
+                e.expected,
+                e.loc,
+            )
             for e in exc.errors
             if e.loc  # cross-field rules are checked on the merged config
         ]
+        return sorted(found, key=_line_of)
     return []
+
+
+def _line_of(error: SettingError) -> int:
+    """The line in its file (for sorting one source's problems top to bottom)."""
+    _, _, line = (error.source or "").rpartition(":")
+    return int(line) if line.isdigit() else 0
 
 
 def _conflicts(layer: Layer) -> list[SettingError]:
