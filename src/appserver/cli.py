@@ -40,17 +40,54 @@ cli = typer.Typer(
 FLAG_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.cli is not None)
 
 
+def _metavar(setting: Setting) -> str:
+    """What the flag's value is, for --help: INTEGER, SECONDS, SIZE, [a|b|c], TEXT."""
+    import typing
+
+    from appserver.config.units import parse_duration, parse_size
+
+    funcs = {getattr(m, "func", None) for m in setting.info.metadata}
+    for arg in typing.get_args(setting.info.annotation):  # Size | None keeps its Annotated
+        funcs |= {getattr(m, "func", None) for m in getattr(arg, "__metadata__", ())}
+    if parse_duration in funcs:
+        return "SECONDS"
+    if parse_size in funcs:
+        return "SIZE"
+    args = [a for a in typing.get_args(setting.info.annotation) if a is not type(None)]
+    base = args[0] if len(args) == 1 else setting.info.annotation
+    if typing.get_origin(base) is typing.Literal:
+        return "[" + "|".join(str(a) for a in typing.get_args(base)) + "]"
+    if base is int:
+        return "INTEGER"
+    if base is float:
+        return "NUMBER"
+    return "TEXT"
+
+
+def _default_text(setting: Setting) -> str:
+    value = setting.default
+    if value is None or value == [] or callable(value):
+        return ""
+    shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+    if isinstance(value, bool):
+        shown = "on" if value else "off"
+    return f" [default: {shown}]"
+
+
 def _flag_annotation(setting: Setting) -> Any:
     assert setting.cli is not None
-    help_text = f"{setting.doc} [{setting.toml}; {setting.env}]"
+    help_text = f"{setting.doc}{_default_text(setting)} [{setting.toml}; {setting.env}]"
     if setting.is_bool:
         negative = "--no-" + setting.cli.removeprefix("--")
         option = typer.Option(f"{setting.cli}/{negative}", help=help_text, show_default=False)
         return Annotated[Optional[bool], option]  # noqa: UP045 - Typer needs the typing form
+    metavar = _metavar(setting)
     if setting.is_list:
-        option = typer.Option(setting.cli, help=help_text + " (repeatable)", show_default=False)
+        option = typer.Option(
+            setting.cli, help=help_text + " (repeatable)", show_default=False, metavar=metavar
+        )
         return Annotated[Optional[list[str]], option]  # noqa: UP045
-    option = typer.Option(setting.cli, help=help_text, show_default=False)
+    option = typer.Option(setting.cli, help=help_text, show_default=False, metavar=metavar)
     return Annotated[Optional[str], option]  # noqa: UP045
 
 

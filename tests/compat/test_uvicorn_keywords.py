@@ -339,3 +339,27 @@ def test_problems_come_in_file_order_with_the_values_as_written(tmp_path: Any) -
     lines = str(caught.value).splitlines()[1:]
     assert [line.split(": ", 1)[0].rsplit(":", 1)[-1] for line in lines] == ["3", "5", "7"]
     assert 'timeouts.keep_alive = "0s":' in lines[0]
+
+
+def test_help_says_what_each_value_is_and_its_default() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "appserver", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    lines: dict[str, str] = {}
+    current = ""
+    for line in done.stdout.splitlines():
+        if line.startswith("  --"):
+            current = line.split()[0]
+            lines[current] = line
+        elif current and line.startswith("      "):
+            lines[current] += " " + line.strip()  # the wrapped rest of its help
+    assert " INTEGER " in lines["--port"] and "[default: 8000]" in lines["--port"]
+    assert " SECONDS " in lines["--timeout-keep-alive"]
+    assert " SIZE " in lines["--limit-body-size"]
+    assert "[auto|h11|httptools]" in lines["--http"]
