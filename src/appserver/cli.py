@@ -87,8 +87,9 @@ def _flag_annotation(setting: Setting) -> Any:
             setting.cli, help=help_text + " (repeatable)", show_default=False, metavar=metavar
         )
         return Annotated[Optional[list[str]], option]  # noqa: UP045
+    # Taken as a list only to tell a flag given twice (an error) from one given once.
     option = typer.Option(setting.cli, help=help_text, show_default=False, metavar=metavar)
-    return Annotated[Optional[str], option]  # noqa: UP045
+    return Annotated[Optional[list[str]], option]  # noqa: UP045
 
 
 def _with_setting_flags(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -104,7 +105,17 @@ def _with_setting_flags(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(**kwargs: Any) -> Any:
         flags = {s.cli: kwargs.pop(s.name) for s in FLAG_SETTINGS}
-        return func(flags={k: v for k, v in flags.items() if v is not None}, **kwargs)
+        for setting in FLAG_SETTINGS:
+            value = flags[setting.cli]
+            if setting.is_bool or setting.is_list or not value:
+                continue
+            if len(value) > 1:  # click would keep the last one, silently
+                raise typer.BadParameter(
+                    f"given {len(value)} times ({', '.join(map(repr, value))}); give it once",
+                    param_hint=setting.cli,
+                )
+            flags[setting.cli] = value[0]
+        return func(flags={k: v for k, v in flags.items() if v not in (None, [])}, **kwargs)
 
     wrapper.__signature__ = inspect.Signature([*own, *generated])  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in (*own, *generated)}

@@ -363,3 +363,17 @@ def test_help_says_what_each_value_is_and_its_default() -> None:
     assert " SECONDS " in lines["--timeout-keep-alive"]
     assert " SIZE " in lines["--limit-body-size"]
     assert "[auto|h11|httptools]" in lines["--http"]
+
+
+def test_a_single_valued_flag_given_twice_is_an_error() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "appserver", "check", "--app", "a:b", "--port", "1", "--port", "2"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "--port: given 2 times ('1', '2'); give it once" in done.stderr
