@@ -179,7 +179,9 @@ def _module_exists(module: str, app_dir: str | None) -> bool:
     if added:
         sys.path.insert(0, directory)
     try:
-        return importlib.util.find_spec(module) is not None
+        # The top-level name only: finding "pkg.main" would import (run) pkg/__init__.py, and
+        # the app is imported by the server (under a supervisor, by each worker), not here.
+        return importlib.util.find_spec(module.partition(".")[0]) is not None
     except (ImportError, ValueError):
         return False  # a parent package that does not exist, or a relative name
     finally:
@@ -276,7 +278,8 @@ def serve(
         if not _module_exists(module, flags.get("--app-dir")):
             typer.echo(
                 f"appserver: {str(config)!r} is neither a file nor an importable module: no file "
-                f"named {str(config)!r} and no module named {module!r} in {os.getcwd()} "
+                f"named {str(config)!r} and no module named {module.partition('.')[0]!r} in "
+                f"{os.getcwd()} "
                 "(a config file path, or an import string module:attribute; --app-dir names "
                 "where the module is)",
                 err=True,
@@ -292,6 +295,20 @@ def serve(
         typer.echo(f"warning: {warning}", err=True)
     if env_file is not None and resolved.config.env_file is None:
         resolved.config.env_file = str(env_file)  # its other variables are the app's (uvicorn)
+    app = resolved.config.app
+    if isinstance(app, str) and not _module_exists(app.partition(":")[0], resolved.config.app_dir):
+        # Said here, where it is known where the app string came from (an env-only deploy
+        # started from another directory is the usual case).
+        origin = resolved.origin("app")
+        where = {"file": origin.where, "default": "the default"}.get(origin.kind) or str(origin)
+        searched = os.path.abspath(resolved.config.app_dir or os.getcwd())
+        typer.echo(
+            f"appserver: cannot import app {app!r} (from {where}): no module named "
+            f"{app.partition(':')[0].partition('.')[0]!r} in {searched} or on sys.path; set app_dir "
+            "(APPSERVER_APP_DIR, --app-dir) to the directory that holds it",
+            err=True,
+        )
+        raise typer.Exit(1)
     from appserver.errors import ConfigError
 
     def reread() -> Any:

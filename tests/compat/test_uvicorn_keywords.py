@@ -218,8 +218,9 @@ def test_an_import_error_in_the_app_shows_the_apps_own_frames(tmp_path: Any) -> 
     with running(["-m", "appserver", "serve", "--app", "nowhere.main:app"], cwd=tmp_path) as proc:
         missing = proc.wait()
     assert missing.returncode == 1
-    (line,) = [x for x in missing.output.splitlines() if "ERROR" in x]
-    assert "no module named 'nowhere.main'" in line and "--app-dir" in line
+    (line,) = [x for x in missing.output.splitlines() if "cannot import app" in x]
+    assert "no module named 'nowhere'" in line and "--app-dir" in line
+    assert "(from flag --app)" in line
 
 
 def test_a_forced_exit_is_one_warning_line_even_with_starlettes_lifespan() -> None:
@@ -377,3 +378,22 @@ def test_a_single_valued_flag_given_twice_is_an_error() -> None:
     )
     assert done.returncode == 2
     assert "--port: given 2 times ('1', '2'); give it once" in done.stderr
+
+
+def test_an_app_string_that_imports_nothing_names_where_it_came_from(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "appserver", "serve"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env={**os.environ, "APPSERVER_APP": "myapp:app"},
+    )
+    assert done.returncode == 1
+    message = done.stderr
+    assert "cannot import app 'myapp:app' (from environment APPSERVER_APP)" in message
+    assert str(tmp_path) in message and "APPSERVER_APP_DIR" in message
