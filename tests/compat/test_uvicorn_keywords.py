@@ -397,3 +397,36 @@ def test_an_app_string_that_imports_nothing_names_where_it_came_from(tmp_path: A
     message = done.stderr
     assert "cannot import app 'myapp:app' (from environment APPSERVER_APP)" in message
     assert str(tmp_path) in message and "APPSERVER_APP_DIR" in message
+
+
+# Every keyword of uvicorn 0.54's Config.__init__, with a value in uvicorn's form.
+UVICORN_KEYWORDS: dict[str, Any] = {
+    "host": "0.0.0.0", "port": 8001, "uds": None, "fd": None, "loop": "asyncio",
+    "http": "h11", "http2": False, "ws": "wsproto", "ws_max_size": 1024, "ws_max_queue": 8,
+    "ws_ping_interval": 10.0, "ws_ping_timeout": None, "ws_per_message_deflate": False,
+    "lifespan": "off", "env_file": None, "log_config": None, "log_level": logging.WARNING,
+    "access_log": False, "use_colors": False, "interface": "asgi3", "reload": False,
+    "reload_dirs": ["."], "reload_delay": 0.5, "reload_includes": ["*.py"],
+    "reload_excludes": [".*"], "workers": 2, "proxy_headers": True, "server_header": False,
+    "date_header": False, "forwarded_allow_ips": "127.0.0.1,10.0.0.0/8", "root_path": "/api",
+    "limit_concurrency": 100, "limit_max_requests": 1000, "limit_max_requests_jitter": 10,
+    "backlog": 128, "timeout_keep_alive": 5, "timeout_notify": 30, "timeout_graceful_shutdown": 10,
+    "timeout_worker_healthcheck": 5, "callback_notify": None, "ssl_keyfile": "key.pem",
+    "ssl_certfile": "cert.pem", "ssl_keyfile_password": "pw", "ssl_version": 17,
+    "ssl_cert_reqs": 0, "ssl_ca_certs": None, "ssl_ciphers": "TLSv1",
+    "ssl_context_factory": None, "headers": [("x-a", "1")], "factory": False,
+    "h11_max_incomplete_event_size": 16384, "reset_contextvars": True,
+}  # fmt: skip
+
+
+def test_every_uvicorn_keyword_is_accepted_with_uvicorns_value_forms() -> None:
+    assert len(UVICORN_KEYWORDS) + 1 == 53  # and `app`
+    config = Config(app, **UVICORN_KEYWORDS)
+    for name, value in UVICORN_KEYWORDS.items():
+        got = getattr(config, name)
+        if name == "log_level":
+            assert got == "warning"
+        elif name == "forwarded_allow_ips":
+            assert got == ["127.0.0.1", "10.0.0.0/8"]
+        else:
+            assert got == value, name
