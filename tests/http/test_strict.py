@@ -107,6 +107,8 @@ CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
         False,
         b"1.1|/p|other:8080|",
     ),
+    "absolute-form-no-authority": (b"GET http:// HTTP/1.1\r\nHost: x\r\n\r\n", 400, True, None),
+    "absolute-form-no-scheme": (b"GET :// HTTP/1.1\r\nHost: x\r\n\r\n", 400, True, None),
     "absolute-form-userinfo": (
         b"GET http://user@other/p HTTP/1.1\r\nHost: x\r\n\r\n",
         400,

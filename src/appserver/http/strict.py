@@ -159,12 +159,13 @@ def check_request(
     if target[:1] != b"/" and target != b"*" and method != b"CONNECT":
         # Absolute form: its authority is the request's host (the target itself is checked,
         # and split, by the request cycle).
-        _, sep, rest = target.partition(b"://")
-        if not sep:
+        scheme, sep, rest = target.partition(b"://")
+        if not sep or not scheme:
             raise BadRequest("invalid request target")  # not origin, absolute or asterisk form
         if sep:
             authority = rest.split(b"/", 1)[0].split(b"?", 1)[0]
-            if b"@" in authority or _HOST.fullmatch(authority) is None:
+            # RFC 9112 §3.2.2: absolute-form names a host; "http://" with none is no target.
+            if not authority or b"@" in authority or _HOST.fullmatch(authority) is None:
                 raise BadRequest("invalid authority in the request target")
             if host_index >= 0:
                 headers[host_index] = (b"host", authority)
