@@ -81,6 +81,17 @@ class Roll:
     replaced: list[Worker] = field(default_factory=list)  # stopped by the roll, draining
 
 
+def receive(control: socket.socket) -> bytes | None:
+    """The messages waiting on a control socket; b"" once the other end is gone, None when
+    nothing has arrived (a spurious wakeup)."""
+    try:
+        return control.recv(64)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 class WorkerLink:
     """The worker's end of its socketpair (used by Server in a worker process)."""
 
@@ -94,12 +105,9 @@ class WorkerLink:
         loop = asyncio.get_running_loop()
 
         def answer() -> None:
-            try:
-                data = self.control.recv(64)
-            except BlockingIOError:
+            data = receive(self.control)
+            if data is None:
                 return
-            except OSError:
-                data = b""
             if not data:
                 # The supervisor is gone: nobody will restart or stop us; drain and exit.
                 loop.remove_reader(self.control.fileno())
@@ -216,12 +224,9 @@ class Supervisor:
                 logger.info("SIGTTOU: %d workers", self.target)
 
     def _on_message(self, worker: Worker) -> None:
-        try:
-            data = worker.control.recv(64)
-        except BlockingIOError:
+        data = receive(worker.control)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(worker.control)

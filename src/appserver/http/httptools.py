@@ -21,17 +21,17 @@ _LINE_SO_FAR = re.compile(
 _OWS = (0x20, 0x09)
 
 
-def _parsed(data: bytes) -> tuple[bool, int]:
-    """Whether llhttp refuses ``data`` (which starts where a request starts), and how many
-    requests it completes before that."""
+def _parsed(data: bytes) -> tuple[bool, bool, _Boundaries]:
+    """llhttp alone on ``data`` (which starts where a request starts): whether it refused it,
+    whether it stopped at an upgrade, and the requests it began and completed before that."""
     counts = _Boundaries()
     try:
         httptools.HttpRequestParser(counts).feed_data(data)
     except httptools.HttpParserUpgrade:
-        return False, counts.completed  # an upgrade before any fault: nothing refused
+        return False, True, counts
     except httptools.HttpParserError:
-        return True, counts.completed
-    return False, counts.completed
+        return True, False, counts
+    return False, False, counts
 
 
 def _refused_request(data: bytes) -> tuple[int, int]:
@@ -44,18 +44,18 @@ def _refused_request(data: bytes) -> tuple[int, int]:
     good, bad = 0, len(data)
     while bad - good > 1:
         middle = (good + bad) // 2
-        if _parsed(data[:middle])[0]:
+        if _parsed(data[:middle])[0]:  # an upgrade before any fault: nothing refused
             bad = middle
         else:
             good = middle
     at = bad - 1
-    before = _parsed(data[:at])[1]
+    before = _parsed(data[:at])[2].completed
     begin = 0
     if before:
         short, enough = 0, at  # data[:enough] completes `before` requests, data[:short] fewer
         while enough - short > 1:
             middle = (short + enough) // 2
-            if _parsed(data[:middle])[1] >= before:
+            if _parsed(data[:middle])[2].completed >= before:
                 enough = middle
             else:
                 short = middle
@@ -98,12 +98,8 @@ class _Boundaries:
 def _starts_request(data: bytes, index: int) -> bool:
     """Whether ``data``, which starts where a request starts, ends where its request number
     ``index`` (0: the first) starts."""
-    counts = _Boundaries()
-    try:
-        httptools.HttpRequestParser(counts).feed_data(data)
-    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-        return False
-    return counts.begun == counts.completed == index
+    refused, upgraded, counts = _parsed(data)
+    return not (refused or upgraded) and counts.begun == counts.completed == index
 
 
 class HttptoolsParser:
