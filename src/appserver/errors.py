@@ -7,6 +7,7 @@ errors into :class:`SettingError` lives in :mod:`appserver.config.problems`).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +45,19 @@ class SettingError:
         return f"{where}{self.key} = {shown}: {self.expected}"
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def loc_path(loc: tuple[str | int, ...]) -> str:
     """``("listeners", 0, "tls", "certfile")`` as ``listeners[0].tls.certfile``."""
     path = ""
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        if isinstance(part, int):
+            path += f"[{part}]"
+            continue
+        # A key TOML cannot write bare (``"x y"``, ``""``) is quoted, as in the file.
+        key = part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False)
+        path += f".{key}" if path else key
     return path
 
 

@@ -339,12 +339,11 @@ def test_check_refuses_framing_and_hop_by_hop_custom_headers(tmp_path: Path) -> 
     )
     result = appserver("check", config)
     assert result.returncode == 1
-    assert f"{config}:3: headers.custom" in result.stderr
-    assert "header 'content-length' cannot be set here" in result.stderr
+    assert f'{config}:5: headers.custom.content-length = "5": cannot be set here' in result.stderr
     for name in ("Transfer-Encoding", "connection", "keep-alive", "upgrade", "te", "trailer"):
         result = appserver("check", "--app", "examples.hello:app", "--header", f"{name}: x")
         assert result.returncode == 1, name
-        assert f"header {name!r} cannot be set here" in result.stderr
+        assert f"headers.custom.{name}: cannot be set here" in result.stderr
     result = appserver(
         "check",
         env=clean_env(

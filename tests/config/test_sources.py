@@ -214,6 +214,30 @@ def test_negative_timeout(tmp_path: Path) -> None:
     ]
 
 
+def test_every_bad_entry_of_a_table_at_its_own_key(tmp_path: Path) -> None:
+    path = tmp_path / "prod.toml"
+    path.write_text(
+        '[headers.custom]\n"bad name" = "v"\ngood = "ok"\nx-a = "line\\nbreak"\n'
+        'connection = "close"\n'
+    )
+    errors = [str(e) for e in load(path).errors]
+    assert errors == [
+        f'{path}:2: headers.custom."bad name" = "v": expected a header name that is an HTTP token',
+        f'{path}:4: headers.custom.x-a = "line\\nbreak": expected a value without control '
+        "characters",
+        f'{path}:5: headers.custom.connection = "close": cannot be set here: the server frames '
+        "each response and manages the connection itself (RFC 9110 §7.6.1, RFC 9112 §6)",
+    ]
+
+
+def test_a_bad_entry_of_a_variable_is_shown_in_the_variable_as_typed() -> None:
+    (error,) = load(environ={"APPSERVER_HEADERS": "bad name: x, ok: y"}).errors
+    assert str(error) == (
+        'APPSERVER_HEADERS="bad name: x, ok: y": headers.custom."bad name": expected a header '
+        "name that is an HTTP token"
+    )
+
+
 def test_every_error_at_once(tmp_path: Path) -> None:
     path = tmp_path / "prod.toml"
     path.write_text('[server]\nport = "x"\nbacklog = 0\nloop = "fast"\n[limits]\nconcurency = 1\n')

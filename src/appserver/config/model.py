@@ -30,6 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from appserver.config.listeners import (
     BIND_FORMS,
@@ -682,19 +683,29 @@ class Config(BaseModel):
     @field_validator("headers")
     @classmethod
     def _check_headers(cls, value: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        problems = []
+        # Every bad entry is reported on its own, at its own key (problems.config_error reads
+        # ``entries``): a table of ten headers with two typos gets two lines, not one.
+        entries: list[tuple[str, str, str]] = []  # (name, value as written, what is wrong)
         for name, val in value:
             if not _TOKEN.match(name.encode("latin-1", "replace")):
-                problems.append(f"header name {name!r} is not a valid HTTP token")
+                entries.append((name, val, "expected a header name that is an HTTP token"))
             elif name.lower() in _SERVER_OWNED_HEADERS:
-                problems.append(
-                    f"header {name!r} cannot be set here: the server frames each response and "
-                    "manages the connection itself (RFC 9110 §7.6.1, RFC 9112 §6)"
+                entries.append(
+                    (
+                        name,
+                        val,
+                        "cannot be set here: the server frames each response and manages the "
+                        "connection itself (RFC 9110 §7.6.1, RFC 9112 §6)",
+                    )
                 )
             if not _FIELD_VALUE.match(val.encode("latin-1", "replace")):
-                problems.append(f"header {name!r} has a value with control characters")
-        if problems:
-            raise ValueError("; ".join(problems))
+                entries.append((name, val, "expected a value without control characters"))
+        if entries:
+            raise PydanticCustomError(
+                "entries",
+                "; ".join(f"header {name!r}: {why}" for name, _, why in entries),
+                {"entries": entries},
+            )
         return value
 
     @field_validator("forwarded_allow_ips", mode="before")

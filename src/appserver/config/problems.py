@@ -30,6 +30,12 @@ def config_error(exc: ValidationError, model: type[BaseModel]) -> ConfigError:
             # a person wants one line saying what the setting accepts.
             loc = loc[:1]
             item = {**item, "type": "union"}
+        if item.get("type") == "entries":
+            # A validator that checks a table's entries one by one names each bad entry, so
+            # each gets its own line at its own key (headers.custom."x y" on line 12).
+            for key, entry_value, why in item.get("ctx", {}).get("entries", ()):
+                errors.append(SettingError((*loc, key), entry_value, why))
+            continue
         if loc in seen:
             continue
         seen.add(loc)

@@ -74,6 +74,7 @@ class Layer:
     # APPSERVER_* variables that name no setting: a warning to serve, an error to check.
     unknown: list[SettingError] = field(default_factory=list)
     file: FileValues | None = None  # the file read, for the lines of keys inside a value
+    written: dict[str, str] = field(default_factory=dict)  # variables' text before decoding
 
     def set(self, name: str, value: Any, origin: Origin) -> None:
         self.values[name] = value
@@ -95,7 +96,9 @@ class Layer:
                 if self.file is not None:
                     where = self.file.where_nested(path)
             else:
-                expected = f"{loc_path(path)}: {expected}"  # APPSERVER_BIND, --bind
+                # APPSERVER_BIND, --bind: the whole value as typed, then the entry inside it.
+                expected = f"{loc_path(path)}: {expected}"
+                value = self.written.get(name, self.values.get(name, value))
         return SettingError(loc or (name,), value, expected, where, shown)
 
 
@@ -243,6 +246,7 @@ _NEXT_HEADER = re.compile(r",\s*(?=[!#$%&'*+\-.^_`|~0-9A-Za-z]+\s*:)")
 
 def _set_text(layer: Layer, setting: Setting, text: str, origin: Origin) -> None:
     layer.origins[setting.name] = origin
+    layer.written[setting.name] = text
     try:
         layer.values[setting.name] = decode_text(setting, text)
     except ValueError as exc:
