@@ -371,6 +371,7 @@ def check(
             tls_problem, warnings = _check_tls(resolved.config)
             if tls_problem is not None:
                 resolved.errors.append(tls_problem)
+            resolved.errors.extend(_check_runtime(resolved))
         if import_app and resolved.config is not None and not resolved.errors:
             problem = _import_app(resolved)
             if problem is not None:
@@ -407,6 +408,33 @@ def _check_tls(config: Any) -> tuple[SettingError | None, list[str]]:
     except StartupError as exc:
         return SettingError((), _MISSING, str(exc), None, ""), expiry_warnings(config)
     return None, expiry_warnings(config)
+
+
+def _check_runtime(resolved: Resolved) -> list[SettingError]:
+    """What serve would find only when it starts: the logging config file (exists, parses
+    by its suffix, dictConfig or fileConfig accepts it) and metrics' prometheus-client."""
+    from appserver.errors import StartupError
+    from appserver.runtime.loader import check_metrics_available
+    from appserver.runtime.logs import log_config_problem
+
+    config = resolved.config
+    assert config is not None
+    found = []
+    source = config.log_config
+    if source is not None and source != "default":
+        problem = log_config_problem(source)
+        if problem is not None:
+            origin = resolved.origin("log_config")
+            found.append(
+                SettingError(("log_config",), source, problem, origin.where, origin.spelled)
+            )
+    if config.metrics_route is not None:
+        try:
+            check_metrics_available()
+        except StartupError as exc:
+            origin = resolved.origin("metrics_path")
+            found.append(SettingError(("metrics_path",), _MISSING, str(exc), origin.where, ""))
+    return found
 
 
 def _import_app(resolved: Resolved) -> SettingError | None:

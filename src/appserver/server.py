@@ -23,8 +23,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from appserver.errors import AppLoadError, StartupError
+from appserver.ops.health import Readiness
 from appserver.runtime.logs import configure_logging, logger
 from appserver.runtime.loops import loop_factory
+from appserver.runtime.operations import Operations, wants_instruments
 from appserver.runtime.sockets import (
     Listener,
     inherit_listeners,
@@ -170,7 +172,12 @@ class Server:
         # programs that drive the lifecycle themselves (uvicorn configures logging in
         # Config.__init__; our Config is plain data).
         if not self._logging_configured:
-            configure_logging(self.config)
+            try:
+                configure_logging(self.config)
+            except StartupError as exc:
+                # Logging is what failed: say it on stderr, in one line.
+                print(f"appserver: {exc}", file=sys.stderr)
+                raise SystemExit(STARTUP_FAILURE) from None
             self._logging_configured = True
 
     def _load_or_exit(self) -> None:
@@ -208,7 +215,17 @@ class Server:
         state = self.server_state
         app_state = self.lifespan.state
 
-        def factory_for(tls: ServerTLS | None) -> Callable[[], asyncio.Protocol]:
+        if wants_instruments(config):
+            state.operations = Operations(config, state)
+
+        def factory_for(listener: Listener) -> Callable[[], asyncio.Protocol]:
+            tls = listener.tls
+            if listener.serves == "ops":
+                from appserver.runtime.instrumented import InstrumentedHTTPProtocol
+
+                return lambda: InstrumentedHTTPProtocol(
+                    config, state, app_state, loop, tls=tls, ops_only=True
+                )
             if tls is None:  # uvicorn's protocol signature: a custom class needs no more
                 return lambda: protocol_class(config, state, app_state, loop)
             return lambda: protocol_class(config, state, app_state, loop, tls=tls)
@@ -226,7 +243,7 @@ class Server:
                 # The handshake gets the time a request head gets (timeouts.header_read):
                 # asyncio's 60 s default would let a silent TLS client hold a connection.
                 handshake = config.timeout_header_read if context is not None else None
-                protocol_factory = factory_for(listener.tls)
+                protocol_factory = factory_for(listener)
                 server: asyncio.AbstractServer
                 if sock.family == socket.AF_UNIX:
                     server = await loop.create_unix_server(
@@ -260,6 +277,7 @@ class Server:
             for listener in self.listeners:
                 logger.info("Listening on %s (Press CTRL+C to quit)", listener.describe())
         self.started = True
+        state.readiness = Readiness.READY
         if self.worker_link is not None:
             self.worker_link.ready(self)
 
@@ -276,6 +294,9 @@ class Server:
         """Periodic duties; returns True when the server should stop."""
         if counter % 10 == 0:
             self.update_default_headers()
+            operations = self.server_state.operations
+            if operations is not None:
+                operations.publish()
             notify = self.config.callback_notify
             if notify is not None:
                 now = time.monotonic()
@@ -316,12 +337,14 @@ class Server:
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Stop accepting, drain connections (bounded by timeout_graceful_shutdown), cancel
         what is left, then run lifespan shutdown."""
+        state = self.server_state
+        state.readiness = Readiness.DRAINING
+        await self._shutdown_delay()
         logger.info("Shutting down")
         for server in self.servers:
             server.close()
         for sock in sockets or []:
             sock.close()
-        state = self.server_state
         for connection in list(state.connections):
             connection.shutdown()
         try:
@@ -352,6 +375,28 @@ class Server:
                 with contextlib.suppress(OSError):
                     os.unlink(listener.unix_path)
                 listener.unix_path = None
+        if state.operations is not None:
+            state.operations.publish()  # the last counts, for the supervisor to keep
+
+    async def _shutdown_delay(self) -> None:
+        """timeouts.shutdown_delay: go on accepting and serving for a while, readiness 503
+        and every response connection: close, so that load balancers stop sending here before
+        anything is refused. Kubernetes removes a pod from its endpoints and signals it at the
+        same time, and the proxies learn of the removal later; the preStop sleep people add
+        for this race is the same wait, kept here."""
+        delay = self.config.timeout_shutdown_delay
+        if not delay or not self.started or self.force_exit:
+            return
+        logger.info("Shutdown delay: serving %gs more while readiness answers 503", delay)
+        state = self.server_state
+        state.winding_down = True
+        for connection in list(state.connections):
+            wind_down = getattr(connection, "wind_down", None)
+            if wind_down is not None:
+                wind_down()
+        deadline = time.monotonic() + delay
+        while not self.force_exit and time.monotonic() < deadline:
+            await asyncio.sleep(min(TICK, max(0.0, deadline - time.monotonic())))
 
     async def _unless_forced(self, step: Awaitable[None]) -> bool:
         """Await a lifespan step unless a second signal forces exit first (the app's startup or

@@ -49,21 +49,56 @@ assert handler.stream is sys.stdout and handler.get_name() == "access"
 assert handler.formatter._fmt == "%(asctime)s ACCESS  %(message)s"
 assert error.handlers == [] and error.propagate
 assert not server.propagate and not access.propagate
-assert (server.level, error.level, access.level) == (30, 30, 20)
+# log_level = "warning" hides the access lines too, as uvicorn's does.
+assert (server.level, error.level, access.level) == (30, 30, 30)
 assert (child.level, child.handlers, child.propagate) == (0, [], True)
 assert not mine.disabled
 mine.info("still written")
 own.flush()
 assert open("own.log").read() == "still written\\n"
 error.warning("to stderr")
-access.info("to stdout")
+access.info("hidden")
+access.warning("to stdout")
 """
 
 
 def test_default_logging_without_logging_config(tmp_path: Path) -> None:
     done = run_python(DEFAULT, tmp_path)
     assert done.stderr.endswith(" WARNING to stderr\n")
-    assert done.stdout.endswith(" ACCESS  to stdout\n")
+    assert done.stdout.endswith(" ACCESS  to stdout\n") and "hidden" not in done.stdout
+
+
+def test_an_explicit_access_log_true_shows_access_lines_below_the_level(tmp_path: Path) -> None:
+    code = (
+        "import logging\n"
+        "from appserver import Config\n"
+        "from appserver.runtime.logs import configure_logging\n"
+        "configure_logging(Config(app='m:a', log_level='warning', access_log=True))\n"
+        "logging.getLogger('appserver.access').info('shown')\n"
+        "logging.getLogger('appserver.error').info('not shown')\n"
+    )
+    done = run_python(code, tmp_path)
+    assert done.stdout.endswith(" ACCESS  shown\n")
+    assert "not shown" not in done.stderr
+
+
+def test_log_format_json_writes_one_object_per_record(tmp_path: Path) -> None:
+    code = (
+        "import logging\n"
+        "from appserver import Config\n"
+        "from appserver.runtime.logs import configure_logging\n"
+        "configure_logging(Config(app='m:a', log_format='json'))\n"
+        "logging.getLogger('appserver.error').warning('a \"quoted\"\\nline')\n"
+        "try:\n"
+        "    1 / 0\n"
+        "except ZeroDivisionError:\n"
+        "    logging.getLogger('appserver.error').exception('failed')\n"
+    )
+    lines = run_python(code, tmp_path).stderr.splitlines()
+    first, second = (json.loads(line) for line in lines)
+    assert first["level"] == "warning" and first["logger"] == "appserver.error"
+    assert first["message"] == 'a "quoted"\nline' and first["time"].endswith("+00:00")
+    assert second["message"] == "failed" and "ZeroDivisionError" in second["exception"]
 
 
 def test_a_json_logging_config_file_is_applied(tmp_path: Path) -> None:

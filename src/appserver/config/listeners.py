@@ -135,6 +135,16 @@ class ListenerConfig(BaseModel):
     unix_owner: str | None = Field(None, description="Owner (user name or uid) of a unix: socket.")
     unix_group: str | None = Field(None, description="Group (name or gid) of a unix: socket.")
     tls: TLSConfig | None = Field(None, description="Serve over TLS with these settings.")
+    proxy_protocol: bool = Field(
+        False,
+        description="Every connection starts with a PROXY protocol v1 or v2 header (HAProxy, AWS "
+        "NLB), which gives the client address; only peers in proxy.trusted may send one.",
+    )
+    serves: Literal["app", "ops"] = Field(
+        "app",
+        description='"ops": only the health, readiness and metrics paths (health.bind, '
+        "metrics.bind), never the app.",
+    )
 
     @field_validator("bind")
     @classmethod

@@ -37,6 +37,7 @@ from appserver.config.listeners import (
     ListenerConfig,
     format_tcp,
     listeners_from_text,
+    parse_bind,
 )
 from appserver.config.problems import config_error
 from appserver.config.units import parse_duration, parse_size
@@ -66,6 +67,8 @@ FLAT_SOCKET_SETTINGS = frozenset(
     )
 )
 
+# An operations path is matched exactly against the request's path: a plain absolute path.
+_OPS_PATH = re.compile(r"^/[^\s?#]*$")
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _FIELD_VALUE = re.compile(rb"^[\x09\x20-\x7e\x80-\xff]*$")
 # Framing and hop-by-hop fields: a fixed value would sit beside the real Content-Length on every
@@ -440,6 +443,15 @@ class Config(BaseModel):
         "(unset: wait until they finish).",
         ge=0,
     )
+    timeout_shutdown_delay: Duration = setting(
+        0.0,
+        toml="timeouts.shutdown_delay",
+        cli="--timeout-shutdown-delay",
+        doc="On SIGTERM, keep accepting and serving this long first, with readiness answering "
+        "503 and every response saying connection: close, then drain: the server-side form of "
+        "Kubernetes' preStop sleep, for the race between endpoint removal and SIGTERM.",
+        ge=0,
+    )
     timeout_header_read: Duration = setting(
         10.0,
         toml="timeouts.header_read",
@@ -505,14 +517,69 @@ class Config(BaseModel):
         True,
         toml="proxy.enabled",
         cli="--proxy-headers",
-        doc="Take client address and scheme from X-Forwarded-For/-Proto sent by a trusted proxy.",
+        doc="Take the client address, scheme and host from a trusted proxy's headers "
+        "(proxy.headers says which).",
     )
     forwarded_allow_ips: list[str] = setting(
         ["127.0.0.1"],
         toml="proxy.trusted",
         cli="--forwarded-allow-ips",
         expects='a list of IP addresses, CIDR networks or "*"',
-        doc='Proxies trusted for X-Forwarded-* headers: IPs, CIDR networks, or "*" for all.',
+        doc='Proxies trusted for their forwarding headers and PROXY protocol headers: IPs, CIDR '
+        'networks, or "*" for all.',
+    )
+
+    forwarded_headers: Literal["x-forwarded", "forwarded"] = setting(
+        "x-forwarded",
+        toml="proxy.headers",
+        cli="--forwarded-headers",
+        doc='Which headers the trusted proxies set, the only ones read: "x-forwarded" '
+        "(X-Forwarded-For, -Proto, -Host, -Port: nginx, HAProxy, most load balancers) or "
+        '"forwarded" (RFC 7239 Forwarded: for, proto, host). The other family is ignored, so a '
+        "client cannot smuggle values through headers the proxy passes on untouched.",
+    )
+
+    # --- operations --------------------------------------------------------------------------------
+    health_path: str | None = setting(
+        None,
+        toml="health.path",
+        cli="--health-path",
+        doc='Answer 200 here while the process is up (liveness), before the app (e.g. "/healthz"; '
+        "unset: off).",
+    )
+    readiness_path: str | None = setting(
+        None,
+        toml="health.readiness_path",
+        cli="--readiness-path",
+        doc='Answer 200 here once lifespan startup completed, 503 from the moment a drain begins '
+        '(e.g. "/readyz"; unset: off).',
+    )
+    health_bind: str | None = setting(
+        None,
+        toml="health.bind",
+        cli="--health-bind",
+        doc="Serve the health, readiness and metrics paths on this listener of their own (and "
+        "never the app there) instead of on the app's listeners.",
+    )
+    health_access_log: bool = setting(
+        False,
+        toml="health.access_log",
+        cli="--health-access-log",
+        doc="Write the health, readiness and metrics requests to the access log too.",
+    )
+    metrics_path: str | None = setting(
+        None,
+        toml="metrics.path",
+        cli="--metrics-path",
+        doc='Serve Prometheus metrics at this path (e.g. "/metrics"; "/metrics" when only '
+        "metrics.bind is set; unset: off). Needs prometheus-client (the metrics extra).",
+    )
+    metrics_bind: str | None = setting(
+        None,
+        toml="metrics.bind",
+        cli="--metrics-bind",
+        doc="Serve the metrics (and the health paths) on this listener of their own, never the "
+        "app there.",
     )
 
     # --- logging -----------------------------------------------------------------------------------
@@ -521,6 +588,35 @@ class Config(BaseModel):
     )
     access_log: bool = setting(
         True, toml="logging.access_log", cli="--access-log", doc="Log one line per response."
+    )
+    access_log_format: str = setting(
+        "text",
+        toml="logging.access_format",
+        cli="--access-log-format",
+        expects='"text", "json" or a template like "{client} {method} {path} {status}"',
+        doc='"text" (one line, as uvicorn), "json" (one object per line) or a template of named '
+        "fields in braces (client, method, path, query, status, bytes, duration_ms, "
+        "http_version, request_id, user_agent, referer, time).",
+    )
+    log_format: Literal["text", "json"] = setting(
+        "text",
+        toml="logging.format",
+        cli="--log-format",
+        doc='The error log: "text" lines or "json" objects (time, level, logger, message).',
+    )
+    request_id_header: str | None = setting(
+        None,
+        toml="logging.request_id_header",
+        cli="--request-id-header",
+        doc='Take a request id from this request header (e.g. "x-request-id") when well-formed '
+        "(1-128 of A-Z a-z 0-9 - _ . : / + =), else generate one; it goes to the access log "
+        "(unset: off).",
+    )
+    request_id_echo: bool = setting(
+        False,
+        toml="logging.request_id_echo",
+        cli="--request-id-echo",
+        doc="Send the request id back in the request_id_header response header.",
     )
     use_colors: bool | None = setting(
         None,
@@ -585,6 +681,8 @@ class Config(BaseModel):
     _loaded: Loaded | None = PrivateAttr(default=None)
     # Set in a worker process: its supervisor bound the sockets (and took systemd's).
     _sockets_inherited: bool = PrivateAttr(default=False)
+    # Set in a worker process: where the workers leave their metrics for each other.
+    _metrics_dir: str | None = PrivateAttr(default=None)
 
     def __init__(self, app: Any = None, /, **data: Any) -> None:
         # uvicorn accepts the app positionally: Config(app, port=...).
@@ -727,6 +825,46 @@ class Config(BaseModel):
                 raise ValueError(f'{item!r} is not an IP address, a CIDR network or "*"') from None
         return value
 
+    @field_validator("health_path", "readiness_path", "metrics_path")
+    @classmethod
+    def _check_path(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _OPS_PATH.match(value):
+            raise ValueError(
+                f'expected a path starting with "/" (no query, spaces or "#"), got {value!r}'
+            )
+        return value
+
+    @field_validator("health_bind", "metrics_bind")
+    @classmethod
+    def _check_ops_bind(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parse_bind(value)
+        return value.strip()
+
+    @field_validator("access_log_format")
+    @classmethod
+    def _check_access_format(cls, value: str) -> str:
+        if value in ("text", "json"):
+            return value
+        from appserver.config.logformat import template_problem
+
+        problem = template_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("request_id_header")
+    @classmethod
+    def _check_request_id_header(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _TOKEN.match(value.encode("latin-1", "replace")):
+            raise ValueError(f"expected a header name (an HTTP token), got {value!r}")
+        return value.lower()
+
     @field_validator("listeners", mode="before")
     @classmethod
     def _bind_strings(cls, value: Any) -> Any:
@@ -748,21 +886,47 @@ class Config(BaseModel):
                 raise ValueError("listeners is empty: give at least one bind address")
         elif self.ssl_keyfile is not None and self.ssl_certfile is None:
             raise ValueError("ssl_keyfile needs ssl_certfile")
+        if self.health_bind is not None and not self.ops_paths:
+            raise ValueError(
+                "health.bind serves nothing: set health.path, health.readiness_path or "
+                "metrics.path too"
+            )
+        paths = [p for p in (self.health_path, self.readiness_path, self.metrics_route) if p]
+        if len(set(paths)) < len(paths):
+            raise ValueError("health.path, health.readiness_path and metrics.path must differ")
         return self
 
     # --- listeners ---------------------------------------------------------------------------
     def listener_configs(self) -> list[ListenerConfig]:
         """Every socket to listen on: ``listeners``, or the one the flat keywords describe
-        (its TLS, if any, comes from the ssl_* keywords at load(), uvicorn's way)."""
+        (its TLS, if any, comes from the ssl_* keywords at load(), uvicorn's way), then the
+        operations listeners of health_bind and metrics_bind (one when they are the same)."""
         if self.listeners is not None:
-            return list(self.listeners)
-        if self.fd is not None:
-            bind = f"fd://{self.fd}"
-        elif self.uds is not None:
-            bind = f"unix:{self.uds}"
+            found = list(self.listeners)
         else:
-            bind = format_tcp(self.host, self.port)
-        return [ListenerConfig(bind=bind)]
+            if self.fd is not None:
+                bind = f"fd://{self.fd}"
+            elif self.uds is not None:
+                bind = f"unix:{self.uds}"
+            else:
+                bind = format_tcp(self.host, self.port)
+            found = [ListenerConfig(bind=bind)]
+        for ops_bind in dict.fromkeys(b for b in (self.health_bind, self.metrics_bind) if b):
+            found.append(ListenerConfig(bind=ops_bind, serves="ops"))
+        return found
+
+    # --- operations --------------------------------------------------------------------------
+    @property
+    def metrics_route(self) -> str | None:
+        """Where metrics are served: metrics_path, or /metrics when only metrics_bind is set."""
+        if self.metrics_path is None and self.metrics_bind is not None:
+            return "/metrics"
+        return self.metrics_path
+
+    @property
+    def ops_paths(self) -> bool:
+        """Some operations endpoint (health, readiness, metrics) is configured."""
+        return bool(self.health_path or self.readiness_path or self.metrics_route)
 
     @property
     def asgi_version(self) -> Literal["2.0", "3.0"]:

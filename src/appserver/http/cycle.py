@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appserver.errors import ClientDisconnected, ProtocolError
+from appserver.http.forwarded import PROXY_FIELDS, apply_forwarded
 from appserver.http.framing import Framing, request_keeps_alive, response_framing
 from appserver.http.proxy import TrustedProxies
 from appserver.http.response import (
@@ -36,9 +37,8 @@ _CYCLE_HEADERS = frozenset(
         b"connection",
         b"expect",
         b"upgrade",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
         b"proxy-connection",
+        *PROXY_FIELDS,
     )
 )
 
@@ -63,6 +63,13 @@ class DefaultHeaders:
 
     def without(self, names: frozenset[bytes]) -> bytes:
         return encode_default_headers(self.pairs, names)
+
+    def with_header(self, name: bytes, value: bytes) -> DefaultHeaders:
+        """These headers plus one, for one response (an echoed request id)."""
+        extra = DefaultHeaders()
+        extra.pairs = [*self.pairs, (name, value)]
+        extra.encoded = self.encoded + encode_default_headers(((name, value),))
+        return extra
 
 
 @dataclass(slots=True)
@@ -143,8 +150,7 @@ class RequestCycle:
         expect_continue = False
         upgrade: bytes | None = None
         connection_upgrade = False
-        forwarded_for: bytes | None = None
-        forwarded_proto: bytes | None = None
+        proxied: list[tuple[bytes, bytes]] | None = None  # X-Forwarded-*, Forwarded
         # One pass over the headers for everything the cycle needs to know; a set lookup
         # skips the headers it does not care about (most of them).
         for name, value in headers:
@@ -158,33 +164,29 @@ class RequestCycle:
                 expect_continue = value.lower() == b"100-continue"
             elif name == b"upgrade":
                 upgrade = value.lower()
-            elif name == b"x-forwarded-for":
-                forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
             elif name == b"proxy-connection":
                 # Not a standard field, but clients send it and llhttp closes on it: so do we,
                 # on both parsers.
                 connection_close = connection_close or b"close" in value.lower()
+            elif proxied is None:
+                proxied = [(name, value)]
             else:
-                forwarded_proto = value
+                proxied.append((name, value))
 
         client = conn.client
         scheme = conn.scheme
-        if conn.proxy is not None and (forwarded_for is not None or forwarded_proto is not None):
-            if forwarded_proto is not None:
-                proto = forwarded_proto.decode("latin-1").strip().lower()
-                if proto in ("http", "https", "ws", "wss"):
-                    scheme = proto
-            if forwarded_for is not None:
-                host = conn.proxy.client_host(forwarded_for.decode("latin-1"))
-                if host is not None:
-                    client = (host, 0)
+        server = conn.server
+        if proxied is not None and conn.proxy is not None:
+            client, scheme, server, headers = apply_forwarded(
+                conn.proxy, proxied, client, scheme, server, headers
+            )
 
         root_path = conn.root_path
         self.scope: dict[str, Any] = {
             "type": "http",
             "asgi": ASGI_VERSIONS,
             "http_version": http_version,
-            "server": conn.server,
+            "server": server,
             "client": client,
             "scheme": scheme,
             "method": method.decode("ascii"),

@@ -1,4 +1,4 @@
-"""Which peers may speak for a client, and what X-Forwarded-For / -Proto then mean."""
+"""Which peers may speak for a client (their headers are read by :mod:`appserver.http.forwarded`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 class TrustedProxies:
     """A set of addresses and networks; ``"*"`` trusts everyone."""
 
-    def __init__(self, entries: Iterable[str]) -> None:
+    def __init__(self, entries: Iterable[str], family: str = "x-forwarded") -> None:
+        # Which headers the proxies set: "x-forwarded" or "forwarded" (http/forwarded.py).
+        self.family = family
         self.everyone = False
         self.hosts: set[str] = set()
         self.networks: list[_Network] = []
@@ -40,7 +42,12 @@ class TrustedProxies:
         Each proxy appends the address it received from, so entries left of the first untrusted
         one (from the right) are the client's own claims and cannot be believed.
         """
-        hosts = [item.strip() for item in forwarded_for.split(",") if item.strip()]
+        return self.client_address([item.strip() for item in forwarded_for.split(",")])
+
+    def client_address(self, hosts: list[str]) -> str | None:
+        """The right-most of ``hosts`` (a proxy chain, client first) that we do not trust;
+        the left-most when every one is trusted."""
+        hosts = [host for host in hosts if host]
         if not hosts:
             return None
         for host in reversed(hosts):

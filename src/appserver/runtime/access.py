@@ -9,6 +9,8 @@ outside 0x20..0x7e the same way in its access log).
 
 from __future__ import annotations
 
+import datetime
+import json
 import re
 from typing import Any
 
@@ -44,3 +46,90 @@ def log_access(scope: Any, status: int) -> None:
         scope["http_version"],
         status,
     )
+
+
+def _header(scope: Any, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def access_fields(
+    scope: Any, status: int, sent: int, seconds: float, request_id: str | None
+) -> dict[str, Any]:
+    """Every field of the json and template formats (:data:`ACCESS_FIELDS`)."""
+    client = scope["client"]
+    return {
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        "client": f"{client[0]}:{client[1]}" if client else "-",
+        "method": scope["method"],
+        "path": scope["path"],
+        "query": scope["query_string"].decode("latin-1"),
+        "status": status,
+        "bytes": sent,
+        "duration_ms": round(seconds * 1000.0, 3),
+        "http_version": scope["http_version"],
+        "request_id": request_id,
+        "user_agent": _header(scope, b"user-agent"),
+        "referer": _header(scope, b"referer"),
+    }
+
+
+class AccessLog:
+    """The access line in the configured format: "text" (:func:`log_access`'s), "json" (one
+    object per line, always valid JSON: ``json.dumps`` escapes every control character, and
+    ``ensure_ascii`` the C1 ones a terminal would act on), or a template of named fields, each
+    value escaped as in the text line."""
+
+    __slots__ = ("template",)
+
+    def __init__(self, fmt: str) -> None:
+        self.template = fmt
+
+    def request(
+        self, scope: Any, status: int, sent: int, seconds: float, request_id: str | None
+    ) -> None:
+        fmt = self.template
+        if fmt == "text":
+            log_access(scope, status)
+            return
+        fields = access_fields(scope, status, sent, seconds, request_id)
+        if fmt == "json":
+            access_logger.info("%s", json.dumps(fields))
+            return
+        shown = {k: escape(str(v)) if v is not None else "-" for k, v in fields.items()}
+        access_logger.info("%s", fmt.format_map(shown))
+
+    def websocket(
+        self, scope: Any, event: str, code: int | None, seconds: float | None
+    ) -> None:
+        """A WebSocket session opened (``event`` "open") or closed ("close", with its code)."""
+        client = scope["client"]
+        where = escape(f"{client[0]}:{client[1]}") if client else "-"
+        if self.template == "json":
+            record: dict[str, Any] = {
+                "time": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                    timespec="milliseconds"
+                ),
+                "event": f"websocket.{event}",
+                "client": f"{client[0]}:{client[1]}" if client else "-",
+                "path": scope["path"],
+            }
+            if code is not None:
+                record["code"] = code
+            if seconds is not None:
+                record["duration_ms"] = round(seconds * 1000.0, 3)
+            access_logger.info("%s", json.dumps(record))
+            return
+        # uvicorn's shape: client - "WebSocket /path" [accepted]; then the close with its code.
+        if event == "open":
+            access_logger.info('%s - "WebSocket %s" open', where, escape(scope["path"]))
+        else:
+            access_logger.info(
+                '%s - "WebSocket %s" closed %s after %.0f ms',
+                where,
+                escape(scope["path"]),
+                code,
+                (seconds or 0.0) * 1000.0,
+            )

@@ -41,11 +41,18 @@ class ASGICycle(RequestCycle):
     than an ``__init__`` override on the hot path), ``task`` by the app runner.
     """
 
-    __slots__ = ("protocol", "received", "task")
+    # started_at .. quiet: set (all four) only by the instrumented protocol, for metrics and
+    # the json/template access log; a slot unset costs nothing.
+    __slots__ = ("protocol", "quiet", "received", "request_id", "sent_before", "started_at", "task")
 
     protocol: HTTPProtocol
     task: asyncio.Task[None]  # set by the connection's app runner
     received: int  # body bytes so far, counted only under limits.body_size
+    # The instrumented protocol's (runtime/instrumented.py):
+    started_at: float  # time.perf_counter() when the app was called
+    sent_before: int  # bytes the connection had written by then
+    request_id: str | None
+    quiet: bool  # a probe: not in the access log
 
     async def receive(self) -> dict[str, Any]:
         message = self.next_event()

@@ -144,6 +144,8 @@ class HTTPProtocol(Connection):
             keep_alive = server_state.keep_alive = KeepAliveTimers(loop)
         self._keep_alive = keep_alive
         self._access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
+        if server_state.winding_down:
+            self._requests_limit = 1  # timeouts.shutdown_delay: one request, then close
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -314,13 +316,15 @@ class HTTPProtocol(Connection):
         websocket.take_over(transport, cycle, trailing, self.read_paused)
 
     # --- running the app -----------------------------------------------------------------------
-    def _start(self, cycle: ASGICycle) -> None:
+    def _start(self, cycle: ASGICycle, app: Any = None) -> None:
+        """Answer ``cycle`` with the app (or ``app``, the instrumented protocol's choice)."""
         self.current = cycle
         served = self._served = self._served + 1
         limit = self._requests_limit
         if limit is not None and served >= limit:
             cycle.keep_alive = False  # the last one here: its head says connection: close
-        app = service_unavailable if self._limit is not None and self.over_limit() else self.app
+        if app is None:
+            app = service_unavailable if self._limit is not None and self.over_limit() else self.app
         self.run_app(app, cycle.scope, cycle.receive, cycle.send, cycle)
 
     def app_returned(self, cycle: ASGICycle) -> None:
@@ -422,11 +426,15 @@ class HTTPProtocol(Connection):
             self.pause_reading()
             return
         logger.debug("Invalid HTTP request (%d): %s", exc.status, exc)
+        self.rejected(exc.status)
         self.write(
             error_response(exc.status, self.server_state.defaults.encoded),
             flush=True,
         )
         self.close_transport()
+
+    def rejected(self, status: int) -> None:
+        """A request is refused with ``status`` by the server itself (metrics count it)."""
 
     # --- flow control --------------------------------------------------------------------------
     def pause_writing(self) -> None:
@@ -527,6 +535,16 @@ class HTTPProtocol(Connection):
             self.close_transport()
 
     # --- shutdown ------------------------------------------------------------------------------
+    def wind_down(self) -> None:
+        """timeouts.shutdown_delay began: keep serving, but the response under way (or the
+        next one, on an idle connection) is this connection's last (connection: close)."""
+        current = self.current
+        if current is not None and not current.response_started:
+            current.keep_alive = False
+        last = self._served if current is not None else self._served + 1
+        limit = self._requests_limit
+        self._requests_limit = last if limit is None else min(limit, last)
+
     def shutdown(self) -> None:
         """Graceful stop: the request under way (or arriving) finishes with connection: close;
         an idle connection gets a last call (LAST_CALL), then closes."""

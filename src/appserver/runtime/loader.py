@@ -244,6 +244,7 @@ def load_env_file(path: str) -> None:
 
 def load(config: Config) -> Loaded:
     from appserver.runtime.http_protocol import HTTPProtocol
+    from appserver.runtime.operations import wants_instruments
     from appserver.runtime.lifespan import LifespanOff, LifespanOn
 
     # Before the app is imported: the socket-activation variables are unset for it, and a
@@ -263,14 +264,21 @@ def load(config: Config) -> Loaded:
     if config.h11_max_incomplete_event_size is not None and parser.__name__ == "H11Parser":
         head_size = config.h11_max_incomplete_event_size
     lifespan = LifespanOff if config.lifespan == "off" else LifespanOn
+    protocol: type[Any] = HTTPProtocol
+    if wants_instruments(config):
+        from appserver.runtime.instrumented import InstrumentedHTTPProtocol
+
+        protocol = InstrumentedHTTPProtocol
+    if config.metrics_route is not None:
+        check_metrics_available()
     return Loaded(
         app=app,
         lifespan_class=lifespan,
-        http_protocol_class=HTTPProtocol,
+        http_protocol_class=protocol,
         parser_class=parser,
         websockets=resolve_ws(config.ws),
         ws_protocol=ws_protocol,
-        trusted_proxies=TrustedProxies(config.forwarded_allow_ips)
+        trusted_proxies=TrustedProxies(config.forwarded_allow_ips, config.forwarded_headers)
         if config.proxy_headers
         else None,
         head_limits=HeadLimits(
@@ -284,6 +292,17 @@ def load(config: Config) -> Loaded:
         systemd=systemd,
         asgi2=isinstance(app, ASGI2Middleware),
     )
+
+
+def check_metrics_available() -> None:
+    """metrics.path needs prometheus-client (the metrics extra): say so before starting."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise StartupError(
+            "metrics.path needs prometheus-client: pip install 'appserver[metrics]' "
+            "(or prometheus-client)"
+        ) from None
 
 
 # --- uvicorn's Config methods, done here (Config is data: it hands over to the runtime) ------

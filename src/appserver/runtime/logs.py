@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING, Any
+
+from appserver.errors import StartupError
 
 if TYPE_CHECKING:
     from appserver.config.model import Config
@@ -23,29 +27,98 @@ ACCESS_FORMAT = "%(asctime)s ACCESS  %(message)s"
 def configure_logging(config: Config) -> None:
     source = config.log_config
     if source == "default":
-        _default_logging(config.use_colors)
+        _default_logging(config.use_colors, config.log_format, config.access_log_format)
     elif source is not None:
-        # Only a configuration of the user's own needs logging.config, which imports
-        # logging.handlers, pickle and socketserver: about 0.4 MiB the default does without.
-        import logging.config as logging_config
-
-        if isinstance(source, dict):
-            logging_config.dictConfig(source)
-        elif source.endswith(".json"):
-            with open(source, encoding="utf-8") as handle:
-                logging_config.dictConfig(json.load(handle))
-        else:
-            logging_config.fileConfig(source, disable_existing_loggers=False)
+        problem = log_config_problem(source)
+        if problem is not None:
+            raise StartupError(problem)
     if source is not None:
         level = TRACE if config.log_level == "trace" else config.log_level.upper()
         logging.getLogger("appserver").setLevel(level)
         logging.getLogger("appserver.error").setLevel(level)
+        # As uvicorn: the access lines follow log_level too (warning hides them), unless
+        # access_log = true was set explicitly, which asks for them whatever the level.
+        explicit = "access_log" in config.model_fields_set and config.access_log
+        access_logger.setLevel(logging.INFO if explicit else level)
     if not config.access_log:
         access_logger.handlers = []
         access_logger.propagate = False
 
 
-def _default_logging(use_colors: bool | None = None) -> None:
+def read_log_config(source: str) -> dict[str, Any] | None:
+    """The dictConfig mapping of a .json, .yaml or .yml file (None: an INI file, for
+    fileConfig). Raises OSError or ValueError (with the file's own error) when unreadable."""
+    lowered = source.lower()
+    if lowered.endswith(".json"):
+        with open(source, encoding="utf-8") as handle:
+            loaded = json.load(handle)
+    elif lowered.endswith((".yaml", ".yml")):
+        try:
+            import yaml  # type: ignore[import-untyped]
+        except ImportError:
+            raise ValueError(f"{source}: a YAML logging config needs PyYAML installed") from None
+        with open(source, encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle)
+    else:
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"{source}: no such file")
+        return None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{source}: expected a dictConfig mapping, got {type(loaded).__name__}")
+    return loaded
+
+
+def apply_log_config(source: dict[str, Any] | str) -> None:
+    """Set logging up from a dictConfig mapping or a .json/.yaml/.ini file (uvicorn's forms)."""
+    # Only a configuration of the user's own needs logging.config, which imports
+    # logging.handlers, pickle and socketserver: about 0.4 MiB the default does without.
+    import logging.config as logging_config
+
+    if isinstance(source, dict):
+        logging_config.dictConfig(source)
+        return
+    mapping = read_log_config(source)
+    if mapping is not None:
+        logging_config.dictConfig(mapping)
+    else:
+        logging_config.fileConfig(source, disable_existing_loggers=False)
+
+
+def log_config_problem(source: dict[str, Any] | str) -> str | None:
+    """Apply ``source`` as serve will; what went wrong, in one line, or None."""
+    shown = "the logging.config table" if isinstance(source, dict) else repr(source)
+    try:
+        apply_log_config(source)
+    except FileNotFoundError:
+        return f"log_config {shown}: no such file"
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, ImportError) as exc:
+        # dictConfig wraps the cause ("Unable to configure handler 'x'"): say both.
+        cause = exc.__cause__
+        detail = f"{exc}: {cause}" if cause is not None else str(exc)
+        return f"log_config {shown} cannot be used: {detail}"
+    return None
+
+
+class JSONFormatter(logging.Formatter):
+    """log_format = "json": one object per record (time, level, logger, message, and the
+    traceback as "exception"); always valid JSON, whatever the message holds."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+            .isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _default_logging(
+    use_colors: bool | None = None, log_format: str = "text", access_format: str = "text"
+) -> None:
     """appserver's console logging: server messages on stderr, access lines on stdout, neither
     passed on to the root logger.
 
@@ -56,11 +129,15 @@ def _default_logging(use_colors: bool | None = None) -> None:
     left open: dictConfig closed every handler in the process, which silenced a program's own
     ``FileHandler(mode="w")``.
     """
-    configured = {
-        "appserver": _console_handler("default", sys.stderr, DEFAULT_FORMAT, use_colors),
-        "appserver.error": None,
-        "appserver.access": _console_handler("access", sys.stdout, ACCESS_FORMAT, use_colors),
-    }
+    error = _console_handler("default", sys.stderr, DEFAULT_FORMAT, use_colors)
+    access = _console_handler("access", sys.stdout, ACCESS_FORMAT, use_colors)
+    if log_format == "json":
+        error.setFormatter(JSONFormatter())
+        access.setFormatter(JSONFormatter())
+    if access_format == "json":
+        # The line is a JSON object already (with its own time): nothing around it.
+        access.setFormatter(logging.Formatter("%(message)s"))
+    configured = {"appserver": error, "appserver.error": None, "appserver.access": access}
     for name, existing in list(logging.Logger.manager.loggerDict.items()):
         if not isinstance(existing, logging.Logger) or name in configured:
             continue

@@ -35,6 +35,7 @@ class Listener:
     unix_path: str | None = None  # a socket file we created, removed on exit
     index: int = 0  # the config.listener_configs() entry it came from
     configs: list[ListenerConfig] = field(default_factory=list)  # that list (a supervisor's)
+    serves: str = "app"  # "ops": health.bind / metrics.bind, the operations endpoints only
 
     @property
     def scheme(self) -> str:
@@ -233,24 +234,36 @@ def open_listeners(
 ) -> list[Listener]:
     """Open every listener, or none: StartupError after closing what was already opened.
 
-    Sockets passed in win over the configured listeners (uvicorn's ``sockets=``); they get
-    the flat TLS settings, or the TLS of the listener at the same position.
+    Sockets passed in win over the configured app listeners (uvicorn's ``sockets=``); they
+    get the flat TLS settings, or the TLS of the listener at the same position. The
+    operations listeners (health.bind, metrics.bind) are opened all the same.
     """
+    opened: list[Listener] = []
     if sockets:
         flat = config.listeners is None
-        return [
+        opened = [
             Listener(sock, tls[0] if flat else (tls[i] if i < len(tls) else None), config.backlog)
             for i, sock in enumerate(sockets)
         ]
-    opened: list[Listener] = []
+        ops = {i for i, listener in enumerate(config.listener_configs()) if listener.serves == "ops"}
+        if not ops:
+            return opened
+        only = ops if only is None else only & ops
     try:
         for index, listener in enumerate(config.listener_configs()):
             if only is not None and index not in only:
                 continue
-            label = f"listeners[{index}] ({listener.bind})" if config.listeners else None
+            if listener.serves == "ops":
+                label = f"the operations listener ({listener.bind})"
+            elif config.listeners:
+                label = f"listeners[{index}] ({listener.bind})"
+            else:
+                label = None
             backlog = listener.backlog or config.backlog
             for sock, unix_path in _open(listener, label, systemd.get(index, [])):
-                opened.append(Listener(sock, tls[index], backlog, unix_path, index))
+                opened.append(
+                    Listener(sock, tls[index], backlog, unix_path, index, serves=listener.serves)
+                )
     except BaseException:
         for done in opened:
             done.close()
@@ -265,7 +278,13 @@ def inherit_listeners(
     from; the supervisor, not this process, removes Unix socket files."""
     configs = config.listener_configs()
     return [
-        Listener(sock, tls[index], configs[index].backlog or config.backlog)
+        Listener(
+            sock,
+            tls[index],
+            configs[index].backlog or config.backlog,
+            index=index,
+            serves=configs[index].serves,
+        )
         for sock, index in inherited
     ]
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appserver.http.cycle import DefaultHeaders
 from appserver.http.parser import RequestParser
+from appserver.ops.health import Readiness
 from appserver.runtime.keepalive import KeepAliveTimers
+
+if TYPE_CHECKING:
+    from appserver.runtime.operations import Operations
 
 
 class ServerState:
@@ -23,6 +27,14 @@ class ServerState:
         self.keep_alive: KeepAliveTimers | None = None
         # Request parsers no connection holds: as many as were ever in use at once, at most.
         self.idle_parsers: list[RequestParser] = []
+        # Readiness: STARTING until lifespan startup completed and the sockets are served,
+        # DRAINING from the moment a shutdown begins (the readiness probe answers 503).
+        self.readiness = Readiness.STARTING
+        # timeouts.shutdown_delay under way: every response says connection: close.
+        self.winding_down = False
+        # The operations endpoints, metrics, request ids and access-line format (None when
+        # none of them is configured), set by the server before it accepts.
+        self.operations: Operations | None = None
 
     @property
     def default_headers(self) -> list[tuple[bytes, bytes]]:

@@ -158,12 +158,18 @@ def _chain_of(config: Config, index: int) -> tuple[str, str | None, str | None]:
 
 
 def tls_for_listeners(config: Config) -> list[ServerTLS | None]:
-    """One entry per ``config.listener_configs()``: its TLS, or None for plain HTTP."""
+    """One entry per ``config.listener_configs()``: its TLS, or None for plain HTTP (the
+    operations listeners, health.bind and metrics.bind, are plain HTTP)."""
+    configs = config.listener_configs()
+    ops = [None for listener in configs if listener.serves == "ops"]
     if config.listeners is None:
-        return [flat_tls(config)]
+        return [flat_tls(config), *ops]
     return [
-        listener_tls(listener.tls, f"listeners[{index}]") if listener.tls is not None else None
-        for index, listener in enumerate(config.listeners)
+        *(
+            listener_tls(listener.tls, f"listeners[{index}]") if listener.tls is not None else None
+            for index, listener in enumerate(config.listeners)
+        ),
+        *ops,
     ]
 
 

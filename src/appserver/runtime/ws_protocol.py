@@ -19,12 +19,14 @@ becomes the transport's protocol (``transport.set_protocol``) and the member of
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 from appserver.errors import ClientDisconnected
 from appserver.http.response import simple_response
 from appserver.runtime.connection import ACTIVE, Connection, cancelled_by_peer
-from appserver.runtime.logs import logger
+from appserver.runtime.access import AccessLog
+from appserver.runtime.logs import access_logger, logger
 from appserver.websocket.session import SessionState, WebSocketSession
 
 if TYPE_CHECKING:
@@ -59,6 +61,13 @@ class WebSocketProtocol(Connection):
         self._ping_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None  # the app's, set by the app runner
+        # An access line when the session opens and one when it closes (uvicorn writes the
+        # first only); opened_at is None until the app accepts.
+        self._access: AccessLog | None = None
+        if config.access_log and access_logger.isEnabledFor(logging.INFO):
+            ops = server_state.operations
+            self._access = ops.access if ops is not None else AccessLog(config.access_log_format)
+        self._opened_at: float | None = None
 
     def take_over(
         self,
@@ -113,8 +122,12 @@ class WebSocketProtocol(Connection):
             if timer is not None:
                 timer.cancel()
         self._ping_timer = self._close_timer = None
-        if self.session is not None:
-            self.session.connection_lost()
+        session = self.session
+        if session is not None:
+            session.connection_lost()
+            if self._access is not None and self._opened_at is not None:
+                seconds = self.loop.time() - self._opened_at
+                self._access.websocket(session.scope, "close", session.close_code, seconds)
         Connection.connection_lost(self, exc)
 
     # --- flow control ------------------------------------------------------------------------------
@@ -193,6 +206,9 @@ class WebSocketProtocol(Connection):
         self.send_pending(hold=session.queued > 0 and not self.write_paused)
         if was_connecting and session.state is SessionState.OPEN:
             self._arm_ping()
+            if self._access is not None:
+                self._opened_at = self.loop.time()
+                self._access.websocket(session.scope, "open", None, None)
         if self.write_paused:
             await self.drain()
             if self.transport is None and session.disconnected:

@@ -358,18 +358,21 @@ class WebSocketSession:
         else:
             self._events.append({"type": "websocket.receive", "bytes": data})
 
+    @property
+    def close_code(self) -> int:
+        """The code the peer sent (1005 when its close frame had none), else the one we sent
+        when we failed the connection (1009, 1011, 1012 ...), else 1006: no close at all."""
+        protocol = self.protocol
+        close = protocol.close_rcvd or protocol.close_sent
+        return int(close.code) if close is not None else int(CloseCode.ABNORMAL_CLOSURE)
+
     def _queue_disconnect(self) -> None:
         if self._disconnect is not None:
             return
         protocol = self.protocol
-        # The code the peer sent (1005 when its close frame had none), else the one we sent
-        # when we failed the connection (1009, 1011, 1012 ...), else 1006: no close at all.
         close = protocol.close_rcvd or protocol.close_sent
-        if close is not None:
-            code, reason = int(close.code), close.reason
-        else:
-            code, reason = int(CloseCode.ABNORMAL_CLOSURE), ""
-        self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+        reason = close.reason if close is not None else ""
+        self._disconnect = {"type": "websocket.disconnect", "code": self.close_code, "reason": reason}
 
     # --- the app's receive() ---------------------------------------------------------------------
     @property
