@@ -35,7 +35,6 @@ from appserver.runtime.sockets import (
     systemd_assignments,
 )
 from appserver.runtime.state import ServerState
-from appserver.runtime.tls import ServerTLS
 
 if TYPE_CHECKING:
     from appserver.config.model import Config
@@ -220,15 +219,20 @@ class Server:
 
         def factory_for(listener: Listener) -> Callable[[], asyncio.Protocol]:
             tls = listener.tls
+            cls: Any = protocol_class
             if listener.serves == "ops":
                 from appserver.runtime.instrumented import InstrumentedHTTPProtocol
 
-                return lambda: InstrumentedHTTPProtocol(
-                    config, state, app_state, loop, tls=tls, ops_only=True
-                )
+                cls = InstrumentedHTTPProtocol
+            if listener.proxy_protocol:
+                from appserver.runtime.proxied import with_proxy_protocol
+
+                cls = with_proxy_protocol(cls)
+            if listener.serves == "ops":
+                return lambda: cls(config, state, app_state, loop, tls=tls, ops_only=True)
             if tls is None:  # uvicorn's protocol signature: a custom class needs no more
-                return lambda: protocol_class(config, state, app_state, loop)
-            return lambda: protocol_class(config, state, app_state, loop, tls=tls)
+                return lambda: cls(config, state, app_state, loop)
+            return lambda: cls(config, state, app_state, loop, tls=tls)
 
         loaded = config._require_loaded()
         try:

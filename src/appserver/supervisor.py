@@ -27,9 +27,11 @@ import fnmatch
 import logging
 import os
 import selectors
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from appserver.errors import AppServerError, ConfigError, StartupError
+from appserver.ops.metrics import Metrics, SnapshotDirectory
 from appserver.server import STARTUP_FAILURE, Server, bind_listeners, configure_logging
 
 if TYPE_CHECKING:
@@ -148,6 +151,10 @@ class Supervisor:
         self.should_exit = False
         self.force_exit = False
         self.exit_status = 0
+        # metrics.path: the workers leave their counters here for each other (ops/metrics.py);
+        # the supervisor keeps the worker restarts and the counts of workers that exited.
+        self.metrics: Metrics | None = None
+        self.snapshots: SnapshotDirectory | None = None
         self.roll: Roll | None = None
         self._selector = selectors.DefaultSelector()
         self._wakeup_r, self._wakeup_w = socket.socketpair()
@@ -172,6 +179,10 @@ class Supervisor:
             logger.info("Listening on %s (Press CTRL+C to quit)", _describe(listener, self.config))
         previous = self._install_signals()
         watcher = self._start_watching() if self.config.reload else None
+        if self.config.metrics_route is not None:
+            self.metrics = Metrics()
+            self.snapshots = SnapshotDirectory(tempfile.mkdtemp(prefix="appserver-metrics-"))
+            self.snapshots.write("supervisor", self.metrics.snapshot())
         try:
             for _ in range(self.target):
                 self._spawn(self.config)
@@ -183,6 +194,8 @@ class Supervisor:
             self._restore_signals(previous)
             for listener in self.listeners:
                 listener.close()
+            if self.snapshots is not None:
+                shutil.rmtree(self.snapshots.path, ignore_errors=True)
         logger.info("Finished supervisor process [%d]", os.getpid())
         if self.exit_status:
             raise SystemExit(self.exit_status)
@@ -250,6 +263,8 @@ class Supervisor:
     # --- workers --------------------------------------------------------------------------------
     def _spawn(self, config: Config, replaces: Worker | None = None) -> Worker:
         ours, theirs = socket.socketpair()
+        if self.snapshots is not None:
+            config._metrics_dir = str(self.snapshots.path)
         pid = os.fork()
         if pid == 0:  # the worker
             ours.close()
@@ -307,6 +322,8 @@ class Supervisor:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(worker.control)
             worker.control.close()
+            if self.snapshots is not None:
+                self.snapshots.retire(f"worker-{pid}")
             self._worker_exited(worker, status)
 
     def _worker_exited(self, worker: Worker, status: int) -> None:
@@ -335,6 +352,9 @@ class Supervisor:
             self.roll = None
             return
         logger.warning("Worker [%d] died (%s), restarting", worker.pid, how)
+        if self.metrics is not None and self.snapshots is not None:
+            self.metrics.worker_restarts += 1
+            self.snapshots.write("supervisor", self.metrics.snapshot())
         # _keep_count starts the replacement.
 
     def _keep_count(self) -> None:

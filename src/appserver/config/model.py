@@ -525,7 +525,7 @@ class Config(BaseModel):
         toml="proxy.trusted",
         cli="--forwarded-allow-ips",
         expects='a list of IP addresses, CIDR networks or "*"',
-        doc='Proxies trusted for their forwarding headers and PROXY protocol headers: IPs, CIDR '
+        doc="Proxies trusted for their forwarding headers and PROXY protocol headers: IPs, CIDR "
         'networks, or "*" for all.',
     )
 
@@ -551,7 +551,7 @@ class Config(BaseModel):
         None,
         toml="health.readiness_path",
         cli="--readiness-path",
-        doc='Answer 200 here once lifespan startup completed, 503 from the moment a drain begins '
+        doc="Answer 200 here once lifespan startup completed, 503 from the moment a drain begins "
         '(e.g. "/readyz"; unset: off).',
     )
     health_bind: str | None = setting(

@@ -101,9 +101,7 @@ class AccessLog:
         shown = {k: escape(str(v)) if v is not None else "-" for k, v in fields.items()}
         access_logger.info("%s", fmt.format_map(shown))
 
-    def websocket(
-        self, scope: Any, event: str, code: int | None, seconds: float | None
-    ) -> None:
+    def websocket(self, scope: Any, event: str, code: int | None, seconds: float | None) -> None:
         """A WebSocket session opened (``event`` "open") or closed ("close", with its code)."""
         client = scope["client"]
         where = escape(f"{client[0]}:{client[1]}") if client else "-"

@@ -69,7 +69,8 @@ class InstrumentedHTTPProtocol(HTTPProtocol):
         cycle.sent_before = self._sent
         cycle.request_id = None
         cycle.quiet = False
-        route = ops.routes.get(cycle.scope["path"]) if ops.routes else None
+        routes = ops.ops_routes if self._ops_only else ops.routes
+        route = routes.get(cycle.scope["path"]) if routes else None
         if route is not None:
             # Probes come before limit_concurrency: a busy process is still alive.
             cycle.quiet = not ops.log_probes

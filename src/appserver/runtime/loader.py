@@ -38,6 +38,8 @@ class Loaded:
     ws_protocol: Callable[[], type[Any] | None]
     # Built once here, not per connection; None when proxy headers are off.
     trusted_proxies: TrustedProxies | None = None
+    # Who may send a PROXY protocol header (proxy.trusted, whether or not proxy.enabled).
+    proxy_peers: TrustedProxies = field(default_factory=lambda: TrustedProxies(()))
     head_limits: HeadLimits = field(default_factory=HeadLimits)
     # One per config.listener_configs(): its TLS (context built here, so a bad key fails
     # before lifespan startup), or None.
@@ -244,8 +246,8 @@ def load_env_file(path: str) -> None:
 
 def load(config: Config) -> Loaded:
     from appserver.runtime.http_protocol import HTTPProtocol
-    from appserver.runtime.operations import wants_instruments
     from appserver.runtime.lifespan import LifespanOff, LifespanOn
+    from appserver.runtime.operations import wants_instruments
 
     # Before the app is imported: the socket-activation variables are unset for it, and a
     # bad certificate or key stops the server before any of the app's code runs.
@@ -281,6 +283,7 @@ def load(config: Config) -> Loaded:
         trusted_proxies=TrustedProxies(config.forwarded_allow_ips, config.forwarded_headers)
         if config.proxy_headers
         else None,
+        proxy_peers=TrustedProxies(config.forwarded_allow_ips),
         head_limits=HeadLimits(
             request_line=config.limit_request_line,
             header_count=config.limit_header_count,

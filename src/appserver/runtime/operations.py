@@ -41,18 +41,26 @@ class Operations:
     def __init__(self, config: Config, state: ServerState) -> None:
         self.state = state
         root = config.root_path
-        # Matched against scope["path"], which carries root_path (ASGI 2.x).
+        # Matched against scope["path"], which carries root_path (ASGI 2.x). The operations
+        # listener (health.bind, metrics.bind) serves every route; the app's listeners those
+        # not moved to it.
+        self.ops_routes: dict[str, App] = {}
         self.routes: dict[str, App] = {}
         if config.health_path:
-            self.routes[root + config.health_path] = liveness_app()
+            self.ops_routes[root + config.health_path] = liveness_app()
         if config.readiness_path:
-            self.routes[root + config.readiness_path] = readiness_app(state)
+            self.ops_routes[root + config.readiness_path] = readiness_app(state)
+        if config.health_bind is None:
+            self.routes.update(self.ops_routes)
         self.metrics: Metrics | None = None
         self.snapshots: SnapshotDirectory | None = None
         self.name = f"worker-{os.getpid()}"
         if config.metrics_route:
             self.metrics = Metrics()
-            self.routes[root + config.metrics_route] = rendered_app(self.render)
+            metrics = rendered_app(self.render)
+            self.ops_routes[root + config.metrics_route] = metrics
+            if config.metrics_bind is None:
+                self.routes[root + config.metrics_route] = metrics
             directory = config._metrics_dir
             if directory is not None:
                 self.snapshots = SnapshotDirectory(directory)

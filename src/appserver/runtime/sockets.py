@@ -36,6 +36,7 @@ class Listener:
     index: int = 0  # the config.listener_configs() entry it came from
     configs: list[ListenerConfig] = field(default_factory=list)  # that list (a supervisor's)
     serves: str = "app"  # "ops": health.bind / metrics.bind, the operations endpoints only
+    proxy_protocol: bool = False  # each connection starts with a PROXY protocol header
 
     @property
     def scheme(self) -> str:
@@ -245,7 +246,9 @@ def open_listeners(
             Listener(sock, tls[0] if flat else (tls[i] if i < len(tls) else None), config.backlog)
             for i, sock in enumerate(sockets)
         ]
-        ops = {i for i, listener in enumerate(config.listener_configs()) if listener.serves == "ops"}
+        ops = {
+            i for i, listener in enumerate(config.listener_configs()) if listener.serves == "ops"
+        }
         if not ops:
             return opened
         only = ops if only is None else only & ops
@@ -262,7 +265,15 @@ def open_listeners(
             backlog = listener.backlog or config.backlog
             for sock, unix_path in _open(listener, label, systemd.get(index, [])):
                 opened.append(
-                    Listener(sock, tls[index], backlog, unix_path, index, serves=listener.serves)
+                    Listener(
+                        sock,
+                        tls[index],
+                        backlog,
+                        unix_path,
+                        index,
+                        serves=listener.serves,
+                        proxy_protocol=listener.proxy_protocol,
+                    )
                 )
     except BaseException:
         for done in opened:
@@ -284,6 +295,7 @@ def inherit_listeners(
             configs[index].backlog or config.backlog,
             index=index,
             serves=configs[index].serves,
+            proxy_protocol=configs[index].proxy_protocol,
         )
         for sock, index in inherited
     ]

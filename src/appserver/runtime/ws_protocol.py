@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from appserver.errors import ClientDisconnected
 from appserver.http.response import simple_response
-from appserver.runtime.connection import ACTIVE, Connection, cancelled_by_peer
 from appserver.runtime.access import AccessLog
+from appserver.runtime.connection import ACTIVE, Connection, cancelled_by_peer
 from appserver.runtime.logs import access_logger, logger
 from appserver.websocket.session import SessionState, WebSocketSession
 

@@ -372,7 +372,11 @@ class WebSocketSession:
         protocol = self.protocol
         close = protocol.close_rcvd or protocol.close_sent
         reason = close.reason if close is not None else ""
-        self._disconnect = {"type": "websocket.disconnect", "code": self.close_code, "reason": reason}
+        self._disconnect = {
+            "type": "websocket.disconnect",
+            "code": self.close_code,
+            "reason": reason,
+        }
 
     # --- the app's receive() ---------------------------------------------------------------------
     @property
