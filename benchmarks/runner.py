@@ -140,6 +140,8 @@ def start_server(server: str, workload: Workload, pinning: Pinning) -> ServerPro
         cmd += ["--certfile", certfile, "--keyfile", keyfile]
     if workload.workers > 1:
         cmd += ["--workers", str(workload.workers)]
+    if workload.metrics:
+        cmd += ["--metrics"]
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop_server
     env = {
         **os.environ,

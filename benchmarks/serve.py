@@ -45,6 +45,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--certfile", default=None, help="serve HTTPS with this certificate")
     parser.add_argument("--keyfile", default=None, help="and this key")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument(
+        "--metrics", action="store_true", help="appserver: count metrics (metrics.path)"
+    )
     return parser.parse_args(argv)
 
 
@@ -62,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         kwargs.update(ssl_certfile=args.certfile, ssl_keyfile=args.keyfile)
     if args.server == "appserver":
         import appserver
+
+        if args.metrics:
+            kwargs["metrics_path"] = "/metrics"
 
         appserver.run(app, **kwargs)
     else:

@@ -30,6 +30,9 @@ class Workload:
     # > 1: that many worker processes (both servers' `workers`); nothing is pinned then, the
     # workers and wrk share the cores.
     workers: int = 1
+    # appserver with its metrics on (metrics.path): uvicorn has no metrics, so this workload's
+    # ratio against hello's, in the same run, is what counting costs.
+    metrics: bool = False
 
     @property
     def metric(self) -> str:
@@ -59,6 +62,13 @@ WORKLOADS: tuple[Workload, ...] = (
         "hello",
         "hello on 2 worker processes (unpinned: they share 2 cores with wrk)",
         workers=2,
+    ),
+    Workload(
+        "hello-metrics",
+        "wrk",
+        "hello",
+        "hello with appserver's Prometheus metrics on (uvicorn: none; compare with hello)",
+        metrics=True,
     ),
     Workload("hello-h11", "wrk", "hello", "hello on h11+asyncio", http="h11", loop="asyncio"),
     Workload(

@@ -168,6 +168,7 @@ def test_select_workloads() -> None:
         "hello-1conn",
         "hello-tls",
         "hello-2w",
+        "hello-metrics",
         "hello-h11",
     }
     with pytest.raises(ValueError, match="unknown workload"):

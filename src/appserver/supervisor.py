@@ -512,14 +512,11 @@ class Supervisor:
         if path in self.watch_files:
             return True
         parts = path.split(os.sep)
-        if any(
-            fnmatch.fnmatch(part, pattern)
-            for part in parts
-            for pattern in self.config.reload_excludes
-        ):
+        includes, excludes = self.config.reload_patterns
+        if any(fnmatch.fnmatch(part, pattern) for part in parts for pattern in excludes):
             return False
         name = parts[-1]
-        return any(fnmatch.fnmatch(name, pattern) for pattern in self.config.reload_includes)
+        return any(fnmatch.fnmatch(name, pattern) for pattern in includes)
 
     # --- signals --------------------------------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:

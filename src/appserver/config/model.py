@@ -67,6 +67,9 @@ FLAT_SOCKET_SETTINGS = frozenset(
     )
 )
 
+DEFAULT_RELOAD_INCLUDES = ("*.py",)
+DEFAULT_RELOAD_EXCLUDES = (".*", ".py[cod]", ".sw.*", "~*")
+
 # An operations path is matched exactly against the request's path: a plain absolute path.
 _OPS_PATH = re.compile(r"^/[^\s?#]*$")
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -236,11 +239,12 @@ class Config(BaseModel):
         cli="--ssl-ca-certs",
         doc="PEM file of CAs that client certificates must chain to.",
     )
-    ssl_ciphers: str = setting(
-        "TLSv1",
+    ssl_ciphers: str | None = setting(
+        None,
         toml="server.ssl_ciphers",
         cli="--ssl-ciphers",
-        doc="OpenSSL cipher list (uvicorn's default: TLSv1).",
+        doc="OpenSSL cipher list for TLS 1.2 (unset: Python's secure default, as uvicorn since "
+        "0.48).",
     )
     ssl_context_factory: Callable[..., Any] | None = setting(
         None,
@@ -321,16 +325,19 @@ class Config(BaseModel):
         doc="Directories watched for reload (unset: the current directory).",
     )
     reload_includes: list[str] = setting(
-        ["*.py"],
+        [],
         toml="reload.includes",
         cli="--reload-include",
-        doc="Glob patterns of the files whose changes reload.",
+        doc="Glob patterns of more files whose changes reload, besides *.py (as uvicorn: a "
+        "default is dropped only by naming it in reload.excludes).",
     )
     reload_excludes: list[str] = setting(
-        [".*", ".py[cod]", ".sw.*", "~*"],
+        [],
         toml="reload.excludes",
         cli="--reload-exclude",
-        doc="Glob patterns of files (and directories) never watched (uvicorn's defaults).",
+        doc="Glob patterns of more files (and directories) never watched, besides .*, "
+        ".py[cod], .sw.* and ~* (as uvicorn: a default is dropped only by naming it in "
+        "reload.includes).",
     )
     reload_delay: Duration = setting(
         0.25,
@@ -587,7 +594,11 @@ class Config(BaseModel):
         "info", toml="logging.level", cli="--log-level", doc="Lowest level of log records shown."
     )
     access_log: bool = setting(
-        True, toml="logging.access_log", cli="--access-log", doc="Log one line per response."
+        True,
+        toml="logging.access_log",
+        cli="--access-log",
+        doc="Log one line per response. The lines follow logging.level as uvicorn's do "
+        "(warning hides them) unless access_log = true is set explicitly.",
     )
     access_log_format: str = setting(
         "text",
@@ -631,7 +642,8 @@ class Config(BaseModel):
         cli="--log-config",
         expects='"default", "none", a logging config file path or a dictConfig table',
         doc='"default" (appserver\'s console logging), a logging config file (.json or .ini), '
-        "a dictConfig mapping, or none to leave logging as the program set it up.",
+        "a dictConfig mapping, or none to leave the handlers as the program set them up (the "
+        "levels still follow log_level, as uvicorn's).",
     )
 
     # --- websockets --------------------------------------------------------------------------------
@@ -914,6 +926,18 @@ class Config(BaseModel):
         for ops_bind in dict.fromkeys(b for b in (self.health_bind, self.metrics_bind) if b):
             found.append(ListenerConfig(bind=ops_bind, serves="ops"))
         return found
+
+    # --- reload ------------------------------------------------------------------------------
+    @property
+    def reload_patterns(self) -> tuple[list[str], list[str]]:
+        """The include and exclude globs in effect: uvicorn's defaults (``*.py``; ``.*``,
+        ``.py[cod]``, ``.sw.*``, ``~*``) plus the configured ones, a default dropped when the
+        other list names it (uvicorn's FileFilter)."""
+        includes = [p for p in DEFAULT_RELOAD_INCLUDES if p not in self.reload_excludes]
+        includes += [p for p in self.reload_includes if p not in includes]
+        excludes = [p for p in DEFAULT_RELOAD_EXCLUDES if p not in self.reload_includes]
+        excludes += [p for p in self.reload_excludes if p not in excludes]
+        return includes, excludes
 
     # --- operations --------------------------------------------------------------------------
     @property

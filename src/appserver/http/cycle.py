@@ -76,7 +76,7 @@ class DefaultHeaders:
 class ConnectionInfo:
     """What every request on one connection shares; built once when the connection opens."""
 
-    server: tuple[str, int] | None
+    server: tuple[str, int | None] | None  # (path, None) on a Unix socket
     client: tuple[str, int] | None
     scheme: str  # "http" or "https"
     root_path: str

@@ -87,9 +87,9 @@ def apply_forwarded(
     fields: list[tuple[bytes, bytes]],
     client: tuple[str, int] | None,
     scheme: str,
-    server: tuple[str, int] | None,
+    server: tuple[str, int | None] | None,
     headers: list[tuple[bytes, bytes]],
-) -> tuple[tuple[str, int] | None, str, tuple[str, int] | None, list[tuple[bytes, bytes]]]:
+) -> tuple[tuple[str, int] | None, str, tuple[str, int | None] | None, list[tuple[bytes, bytes]]]:
     """The client, scheme, server and headers of a request whose peer is a trusted proxy,
     from its proxy ``fields`` (name, value) in order. The ``host`` header is replaced when the
     proxy names the host the client asked for (X-Forwarded-Host, Forwarded host=)."""
@@ -157,9 +157,9 @@ def _with_host(
     host: str | None,
     port: int | None,
     scheme: str,
-    server: tuple[str, int] | None,
+    server: tuple[str, int | None] | None,
     headers: list[tuple[bytes, bytes]],
-) -> tuple[tuple[str, int] | None, list[tuple[bytes, bytes]]]:
+) -> tuple[tuple[str, int | None] | None, list[tuple[bytes, bytes]]]:
     if host is None:  # only a port was forwarded: the client's own host name, that port
         host = next((v.decode("latin-1") for n, v in headers if n == b"host"), None)
         if host is None:

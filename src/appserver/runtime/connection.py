@@ -117,6 +117,8 @@ class Connection(asyncio.Protocol):
         "_out_size",
         "_write_timeout",
         "_write_timer",
+        "bytes_received",
+        "bytes_sent",
         "loop",
         "phase",
         "read_paused",
@@ -154,6 +156,20 @@ class Connection(asyncio.Protocol):
         self._limit = limit_concurrency
         self._write_timeout = write_timeout
         self._write_timer: asyncio.TimerHandle | None = None
+        # Counted by the instrumented protocol only (metrics, the access log's bytes): a scrape
+        # reads them off the open connections; fold_counts() keeps them when one closes.
+        self.bytes_received = 0
+        self.bytes_sent = 0
+
+    def fold_counts(self) -> None:
+        """This connection leaves ServerState.connections: its byte counts go to the metrics'
+        totals (a scrape sums the totals and the open connections' counts)."""
+        operations = self.server_state.operations
+        if operations is not None and operations.metrics is not None:
+            metrics = operations.metrics
+            metrics.bytes_received += self.bytes_received
+            metrics.bytes_sent += self.bytes_sent
+        self.bytes_received = self.bytes_sent = 0
 
     # --- phase ---------------------------------------------------------------------------------
     def set_phase(self, phase: Phase) -> None:
@@ -392,6 +408,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
+        self.fold_counts()
         self.transport = None
         if self.phase is not CLOSED:
             self.set_phase(CLOSED)

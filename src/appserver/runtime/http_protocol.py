@@ -154,7 +154,7 @@ class HTTPProtocol(Connection):
         self.server_state.connections.add(self)
         config = self.config
         client = _address(transport.get_extra_info("peername"))
-        server = _address(transport.get_extra_info("sockname"))
+        server = _server_address(transport.get_extra_info("sockname"))
         trusted = self._trusted
         proxy = (
             trusted if trusted is not None and client is not None and client[0] in trusted else None
@@ -305,6 +305,7 @@ class HTTPProtocol(Connection):
         cycle, self.upgrading = self.upgrading, None
         transport, self.transport = self.transport, None
         self.server_state.connections.discard(self)
+        self.fold_counts()
         self.set_phase(UPGRADED)
         if self._idle_timer is not None:
             self._keep_alive.cancel(self._idle_timer)
@@ -585,3 +586,10 @@ def _address(value: Any) -> tuple[str, int] | None:
     if isinstance(value, tuple | list) and len(value) >= 2:
         return (str(value[0]), int(value[1]))
     return None
+
+
+def _server_address(value: Any) -> tuple[str, int | None] | None:
+    """The scope's ``server``: (host, port), or (path, None) on a Unix socket (ASGI spec)."""
+    if isinstance(value, str | bytes) and value:
+        return (value if isinstance(value, str) else value.decode("utf-8", "replace"), None)
+    return _address(value)

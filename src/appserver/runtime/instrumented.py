@@ -26,7 +26,7 @@ class InstrumentedHTTPProtocol(HTTPProtocol):
     """See the module docstring. ``ops_only``: a health.bind / metrics.bind listener, which
     answers its routes and 404 for every other path, and never calls the app."""
 
-    __slots__ = ("_access", "_metrics", "_ops", "_ops_only", "_sent")
+    __slots__ = ("_access", "_metrics", "_ops", "_ops_only")
 
     def __init__(
         self,
@@ -43,30 +43,23 @@ class InstrumentedHTTPProtocol(HTTPProtocol):
         self._ops = ops
         self._ops_only = ops_only
         self._metrics = ops.metrics
-        self._sent = 0  # bytes written on this connection
         # The base class's text line is written here, in the configured format, instead.
         self._access = ops.access if self._access_log else None
         self._access_log = False
 
     def data_received(self, data: bytes) -> None:
-        metrics = self._metrics
-        if metrics is not None:
-            metrics.bytes_received += len(data)
+        self.bytes_received += len(data)
         HTTPProtocol.data_received(self, data)
 
     def write(self, data: bytes, flush: bool) -> None:
-        size = len(data)
-        self._sent += size
-        metrics = self._metrics
-        if metrics is not None:
-            metrics.bytes_sent += size
+        self.bytes_sent += len(data)
         HTTPProtocol.write(self, data, flush)
 
     def _start(self, cycle: ASGICycle, app: Any = None) -> None:
         ops = self._ops
         # perf_counter, not loop.time(): uvloop's clock moves once per loop iteration, in ms.
         cycle.started_at = time.perf_counter()
-        cycle.sent_before = self._sent
+        cycle.sent_before = self.bytes_sent
         cycle.request_id = None
         cycle.quiet = False
         routes = ops.ops_routes if self._ops_only else ops.routes
@@ -96,7 +89,7 @@ class InstrumentedHTTPProtocol(HTTPProtocol):
             metrics.observe(cycle.scope["method"], cycle.status, seconds)
         access = self._access
         if access is not None and not cycle.quiet:
-            sent = self._sent - cycle.sent_before
+            sent = self.bytes_sent - cycle.sent_before
             access.request(cycle.scope, cycle.status, sent, seconds, cycle.request_id)
         HTTPProtocol.response_complete(self, cycle)
 

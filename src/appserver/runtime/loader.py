@@ -109,8 +109,12 @@ class ASGI2Middleware:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        scope["asgi"] = ASGI2_VERSIONS  # as uvicorn: the scope says the version it is called in
         instance = self.app(scope)
         await instance(receive, send)
+
+
+ASGI2_VERSIONS = {"version": "2.0", "spec_version": "2.4"}
 
 
 def asgi_signature_problem(app: Any) -> str | None:

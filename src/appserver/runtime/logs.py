@@ -32,14 +32,15 @@ def configure_logging(config: Config) -> None:
         problem = log_config_problem(source)
         if problem is not None:
             raise StartupError(problem)
-    if source is not None:
-        level = TRACE if config.log_level == "trace" else config.log_level.upper()
-        logging.getLogger("appserver").setLevel(level)
-        logging.getLogger("appserver.error").setLevel(level)
-        # As uvicorn: the access lines follow log_level too (warning hides them), unless
-        # access_log = true was set explicitly, which asks for them whatever the level.
-        explicit = "access_log" in config.model_fields_set and config.access_log
-        access_logger.setLevel(logging.INFO if explicit else level)
+    # Levels apply whatever log_config is, as uvicorn's: log_config = none leaves the handlers
+    # to the program, not the levels it asked for.
+    level = TRACE if config.log_level == "trace" else config.log_level.upper()
+    logging.getLogger("appserver").setLevel(level)
+    logging.getLogger("appserver.error").setLevel(level)
+    # As uvicorn: the access lines follow log_level too (warning hides them), unless
+    # access_log = true was set explicitly, which asks for them whatever the level.
+    explicit = "access_log" in config.model_fields_set and config.access_log
+    access_logger.setLevel(logging.INFO if explicit else level)
     if not config.access_log:
         access_logger.handlers = []
         access_logger.propagate = False

@@ -86,8 +86,10 @@ class Operations:
         """This process's counters, with the gauges read off its connections now."""
         from appserver.runtime.http_protocol import HTTPProtocol
 
-        http = websocket = in_flight = 0
+        http = websocket = in_flight = received = sent = 0
         for connection in self.state.connections:
+            received += connection.bytes_received
+            sent += connection.bytes_sent
             if isinstance(connection, HTTPProtocol):
                 http += 1
                 if connection.current is not None:
@@ -95,11 +97,14 @@ class Operations:
             else:
                 websocket += 1
         metrics = self.metrics if self.metrics is not None else Metrics()
-        return metrics.snapshot(
+        snap = metrics.snapshot(
             requests_in_flight=in_flight,
             connections_http=http,
             connections_websocket=websocket,
         )
+        snap["bytes_received"] += received
+        snap["bytes_sent"] += sent
+        return snap
 
     def render(self) -> tuple[bytes, bytes]:
         """The exposition for a scrape: this process live, the other workers as last written."""

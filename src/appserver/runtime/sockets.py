@@ -147,7 +147,10 @@ def _lookup_id(name: str, lookup: Callable[[str], Any], kind: str, where: str) -
 def from_fd(fd: int, label: str | None = None) -> socket.socket:
     where = label or f"fd://{fd}"
     try:
-        sock = socket.socket(fileno=fd)
+        # A duplicate, as uvicorn's socket.fromfd: the caller's descriptor stays theirs (ours
+        # is closed at shutdown; closing theirs could close whatever reused the number).
+        sock = socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(fileno=sock.detach())  # the real family, read from the socket
     except OSError as exc:
         raise StartupError(
             f"{where}: file descriptor {fd} is not open or not a socket: {exc.strerror or exc}"
