@@ -1,8 +1,10 @@
-"""``python -m benchmarks``: appserver against uvicorn, interleaved, one table at the end.
+"""``python -m benchmarks``: appserver against uvicorn and granian, interleaved, one table.
 
 Each run starts a fresh server process (``python -m benchmarks.serve``), checks one response,
 warms up, measures, reads the server's VmRSS/VmHWM and stops it. Rounds interleave the servers
-(appserver, uvicorn, appserver, uvicorn, ...) so drift on the machine hits both alike.
+(appserver, uvicorn, granian, appserver, ...) so drift on the machine hits all alike. granian
+is optional: without it (or on a workload it cannot run, such as the h11 ones) its rows say
+why they were skipped and the ratios to uvicorn stand alone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import runner
-from benchmarks.report import SERVERS, format_table, summarize
+from benchmarks.report import PEERS, SERVER_A, SERVERS, format_table, summarize
 from benchmarks.workloads import WORKLOADS, Workload, select
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -37,6 +39,20 @@ then run `make bench` again (or pick non-wrk workloads with --workloads idle-100
 UVICORN_MISSING = """\
 error: uvicorn is not installed; it is the benchmark-only dependency.
 Install it with `pip install -e '.[bench]'` (`make bench` does this for you)."""
+GRANIAN_MISSING = "granian is not installed (pip install -e '.[bench]'): its rows are skipped"
+
+
+def peer_skip(server: str, workload: Workload, granian: bool) -> str | None:
+    """Why ``server`` does not run ``workload`` (None: it does)."""
+    if server != "granian":
+        return None
+    if not granian:
+        return "not installed (pip install -e '.[bench]')"
+    if workload.http != "httptools" or workload.loop != "uvloop":
+        return "no h11/asyncio variant (granian has one HTTP implementation)"
+    if workload.metrics:
+        return "appserver-only workload"
+    return None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -112,7 +128,7 @@ def log(message: str) -> None:
 
 def versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
-    for dist in ("appserver", "uvicorn", "httptools", "uvloop", "h11", "websockets"):
+    for dist in ("appserver", "uvicorn", "granian", "httptools", "uvloop", "h11", "websockets"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -205,6 +221,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(UVICORN_MISSING)
         return 2
 
+    try:
+        import granian  # noqa: F401
+
+        have_granian = True
+    except ImportError:
+        have_granian = False
+        log(f"benchmarks: {GRANIAN_MISSING}")
+
     pinning = runner.Pinning.detect()
     if pinning.load is not None:
         os.sched_setaffinity(0, {pinning.load})  # the harness is a load generator too (ws, idle)
@@ -222,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif w.needs_ws:
             reason = "; ".join(
                 f"{server} has no WebSocket support ({why})"
-                for server in SERVERS
+                for server in (SERVER_A, "uvicorn")
                 if (why := runner.ws_support(server, w, pinning)) is not None
             )
         else:
@@ -235,10 +259,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             active.append(w)
 
+    plan: dict[str, list[str]] = {}
+    for w in active:
+        plan[w.name] = [SERVER_A]
+        for peer in PEERS:
+            why = peer_skip(peer, w, have_granian)
+            if why is None and w.needs_ws and peer != "uvicorn":
+                ws_why = runner.ws_support(peer, w, pinning)
+                why = None if ws_why is None else f"no WebSocket support ({ws_why})"
+            if why is None:
+                plan[w.name].append(peer)
+            else:
+                runs.append({"workload": w.name, "server": peer, "round": 0, "skipped": why})
+
     started = time.monotonic()
     for round_no in range(1, args.rounds + 1):
         for w in active:
-            for server in SERVERS:
+            for server in plan[w.name]:
                 try:
                     result = run_once(w, server, round_no, args, pinning)
                 except Exception as exc:  # record it and keep going; exit status says it

@@ -13,7 +13,10 @@ from typing import Any
 
 SERVER_A = "appserver"
 SERVER_B = "uvicorn"
-SERVERS = (SERVER_A, SERVER_B)
+# The peers appserver is compared with, each in the same rounds: uvicorn (its baseline) and
+# granian (Rust, the server people pick for speed).
+PEERS = (SERVER_B, "granian")
+SERVERS = (SERVER_A, *PEERS)
 
 JSON_MARKER = "BENCH_JSON "
 _UNITS_TO_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -114,16 +117,14 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
-def paired_ratio(runs: Sequence[dict[str, Any]], key: str) -> float | None:
-    """Median over rounds of appserver[key] / uvicorn[key] within the same round."""
+def paired_ratio(runs: Sequence[dict[str, Any]], key: str, peer: str = SERVER_B) -> float | None:
+    """Median over rounds of appserver[key] / peer[key] within the same round."""
     by_round: dict[int, dict[str, Any]] = {}
     for run in runs:
         if run.get("skipped"):
             continue
         by_round.setdefault(run["round"], {})[run["server"]] = run.get(key)
-    return median(
-        ratio(pair.get(SERVER_A), pair.get(SERVER_B)) for _, pair in sorted(by_round.items())
-    )
+    return median(ratio(pair.get(SERVER_A), pair.get(peer)) for _, pair in sorted(by_round.items()))
 
 
 def summarize(workload: dict[str, Any], runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -136,11 +137,21 @@ def summarize(workload: dict[str, Any], runs: Sequence[dict[str, Any]]) -> dict[
     better).
     """
     mine = [r for r in runs if r["workload"] == workload["name"]]
-    skipped = next((r["skipped"] for r in mine if r.get("skipped")), None)
+    # The workload is skipped when appserver's runs are; a peer may be skipped on its own
+    # (granian has no h11 parser, or is not installed).
+    skipped = next(
+        (r["skipped"] for r in mine if r.get("skipped") and r["server"] == SERVER_A), None
+    )
     servers: dict[str, Any] = {}
     for server in SERVERS:
         done = [r for r in mine if r["server"] == server and not r.get("skipped")]
+        server_skipped = next(
+            (r["skipped"] for r in mine if r["server"] == server and r.get("skipped")), None
+        )
+        if not done and server_skipped is None and server != SERVER_A:
+            continue  # not run at all (an older results file, or a harness test)
         servers[server] = {
+            "skipped": server_skipped,
             "runs": len(done),
             "rate": median(r.get("rate") for r in done),
             "p50_ms": median(r.get("p50_ms") for r in done),
@@ -151,6 +162,10 @@ def summarize(workload: dict[str, Any], runs: Sequence[dict[str, Any]]) -> dict[
             "per_connection_kib": median(r.get("per_connection_kib") for r in done),
         }
     key = "rss_kib" if workload["kind"] == "idle" else "rate"
+    ratios = {
+        peer: None if skipped or peer not in servers else paired_ratio(mine, key, peer)
+        for peer in PEERS
+    }
     return {
         "workload": workload["name"],
         "kind": workload["kind"],
@@ -159,7 +174,8 @@ def summarize(workload: dict[str, Any], runs: Sequence[dict[str, Any]]) -> dict[
         "skipped": skipped,
         "servers": servers,
         "ratio_of": key,
-        "ratio": None if skipped else paired_ratio(mine, key),
+        "ratio": ratios[SERVER_B],  # to uvicorn
+        "ratios": ratios,
     }
 
 
@@ -172,22 +188,30 @@ def _mib(kib: float | None) -> str:
 
 
 def format_table(summaries: Sequence[dict[str, Any]]) -> str:
-    """Two rows per workload (appserver, then uvicorn); the ratio sits on the appserver row.
+    """A row per server and workload (appserver first); the ratios sit on appserver's row.
 
-    Ratio = appserver / uvicorn of the workload's metric, median of the per-round ratios.
-    For req/s and msg/s higher is better; for the idle workload the metric is RSS with the
-    connections open, where lower is better.
+    Each ratio = appserver / that peer of the workload's metric, median of the per-round
+    ratios. For req/s and msg/s higher is better; for the idle workload the metric is RSS with
+    the connections open, where lower is better.
     """
-    header = ("workload", "server", "rate", "p50 ms", "p99 ms", "peak RSS", "ratio")
+    header = (
+        "workload", "server", "rate", "p50 ms", "p99 ms", "peak RSS",
+        *(f"vs {peer}" for peer in PEERS),
+    )  # fmt: skip
     rows: list[tuple[str, ...]] = []
     notes: list[str] = []
     for s in summaries:
         if s["skipped"]:
-            rows.append((s["workload"], "(skipped)", "-", "-", "-", "-", "-"))
+            rows.append((s["workload"], "(skipped)", "-", "-", "-", "-", *("-" for _ in PEERS)))
             notes.append(f"{s['workload']}: skipped: {s['skipped']}")
             continue
-        for i, server in enumerate(SERVERS):
+        shown = [server for server in SERVERS if server in s["servers"]]
+        for i, server in enumerate(shown):
             data = s["servers"][server]
+            if data.get("skipped"):
+                rows.append(("", server, "(skipped)", "-", "-", "-", *("" for _ in PEERS)))
+                notes.append(f"{s['workload']}: {server} skipped: {data['skipped']}")
+                continue
             if s["kind"] == "idle":
                 rate = f"RSS {_mib(data['rss_kib'])}"
                 if data["per_connection_kib"] is not None:
@@ -197,9 +221,13 @@ def format_table(summaries: Sequence[dict[str, Any]]) -> str:
             if data["errors"]:
                 rate += " !"
                 notes.append(f"{s['workload']}: {server}: {data['errors']} errors (! above)")
-            ratio_cell = ""
+            cells: list[str] = ["" for _ in PEERS]
             if i == 0:
-                ratio_cell = "-" if s["ratio"] is None else f"{s['ratio']:.2f}x {s['metric']}"
+                ratios = s.get("ratios") or {SERVER_B: s["ratio"]}
+                cells = [
+                    "-" if ratios.get(peer) is None else f"{ratios[peer]:.2f}x {s['metric']}"
+                    for peer in PEERS
+                ]
             rows.append(
                 (
                     s["workload"] if i == 0 else "",
@@ -208,7 +236,7 @@ def format_table(summaries: Sequence[dict[str, Any]]) -> str:
                     _num(data["p50_ms"], ".2f"),
                     _num(data["p99_ms"], ".2f"),
                     _mib(data["hwm_kib"]),
-                    ratio_cell,
+                    *cells,
                 )
             )
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
@@ -225,7 +253,7 @@ def format_table(summaries: Sequence[dict[str, Any]]) -> str:
     text.extend(line(r) for r in rows)
     text.append("")
     text.append(
-        "ratio = appserver / uvicorn, median of per-round ratios; "
+        "vs X = appserver / X, median of per-round ratios; "
         "req/s, msg/s: higher is better; RSS (idle connections): lower is better."
     )
     text.extend(notes)

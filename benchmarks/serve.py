@@ -1,10 +1,11 @@
 """Launch one server on one benchmark app (run as a subprocess by the harness).
 
-    python -m benchmarks.serve --server appserver|uvicorn --app hello \
+    python -m benchmarks.serve --server appserver|uvicorn|granian --app hello \
         --http httptools --loop uvloop --port 8001
 
-Both servers get the same keywords (appserver's are uvicorn's names): no access log, warning-level
-logging, lifespan off, 127.0.0.1 only. ``--cpu N`` pins the process to core N before the server
+appserver and uvicorn get the same keywords (appserver's are uvicorn's names): no access log,
+warning-level logging, lifespan off, 127.0.0.1 only. granian gets the same in its own words
+(``--interface asgi``, one worker, one runtime thread, uvloop, HTTP/1 only, no access log). ``--cpu N`` pins the process to core N before the server
 starts (the harness also re-pins every thread once the port answers).
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from benchmarks.apps import APPS
 
-SERVERS = ("appserver", "uvicorn")
+SERVERS = ("appserver", "uvicorn", "granian")
 HOST = "127.0.0.1"
 
 
@@ -63,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         kwargs["workers"] = args.workers
     if args.certfile:  # uvicorn's TLS keywords, which appserver takes too
         kwargs.update(ssl_certfile=args.certfile, ssl_keyfile=args.keyfile)
+    if args.server == "granian":
+        run_granian(args)
+        return
     if args.server == "appserver":
         import appserver
 
@@ -74,6 +78,36 @@ def main(argv: Sequence[str] | None = None) -> None:
         import uvicorn
 
         uvicorn.run(app, **kwargs)
+
+
+
+def run_granian(args: argparse.Namespace) -> None:
+    """granian as its users run it for speed: ASGI interface, uvloop, HTTP/1 (the workloads
+    are HTTP/1.1), logging off; it takes the app as an import string."""
+    from pathlib import Path
+
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces, Loops
+
+    if args.http != "httptools" or args.loop != "uvloop":
+        raise SystemExit("granian has one HTTP implementation (Rust hyper) and runs on uvloop")
+    options: dict[str, Any] = {}
+    if args.certfile:
+        options.update(ssl_cert=Path(args.certfile), ssl_key=Path(args.keyfile))
+    Granian(
+        f"benchmarks.apps:{args.app}",
+        address=HOST,
+        port=args.port,
+        interface=Interfaces.ASGI,
+        workers=args.workers,
+        runtime_threads=1,
+        loop=Loops.uvloop,
+        http=HTTPModes.http1,
+        websockets=True,
+        log_enabled=False,
+        log_access=False,
+        **options,
+    ).serve()
 
 
 if __name__ == "__main__":

@@ -148,7 +148,10 @@ def test_summarize_and_table() -> None:
         "ms",
         "peak",
         "RSS",
-        "ratio",
+        "vs",
+        "uvicorn",
+        "vs",
+        "granian",
     ]
     hello_row = next(line for line in lines if line.startswith("hello"))
     assert "appserver" in hello_row and "22,000 req/s" in hello_row and "1.10x req/s" in hello_row
