@@ -80,7 +80,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         uvicorn.run(app, **kwargs)
 
 
-
 def run_granian(args: argparse.Namespace) -> None:
     """granian as its users run it for speed: ASGI interface, uvloop, HTTP/1 (the workloads
     are HTTP/1.1), logging off; it takes the app as an import string."""
