@@ -7,7 +7,7 @@ response saying connection: close (so nginx stops reusing its upstream connectio
 stops accepting and drains; a request nginx sends to the instance that stopped accepting
 meets a refused connection, which nginx retries on the other upstream (proxy_next_upstream:
 GET is idempotent). .ci/run installs nginx; elsewhere the test is skipped when nginx is not
-installed, unless APPSERVER_REQUIRE_NGINX is set (CI), where it fails instead.
+installed, unless TESTS_REQUIRE_NGINX is set (CI), where it fails instead.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ NGINX = shutil.which("nginx") or next(
 )
 
 if NGINX is None:
-    if os.environ.get("APPSERVER_REQUIRE_NGINX"):
-        raise RuntimeError("nginx is required here (APPSERVER_REQUIRE_NGINX) but not installed")
+    if os.environ.get("TESTS_REQUIRE_NGINX"):
+        raise RuntimeError("nginx is required here (TESTS_REQUIRE_NGINX) but not installed")
     pytest.skip("nginx is not installed (apt-get install nginx-light)", allow_module_level=True)
 
 CLIENTS = 20
