@@ -399,8 +399,14 @@ class Server:
             if wind_down is not None:
                 wind_down()
         deadline = time.monotonic() + delay
+        ticks = 0
         while not self.force_exit and time.monotonic() < deadline:
             await asyncio.sleep(min(TICK, max(0.0, deadline - time.monotonic())))
+            ticks += 1
+            if ticks % 10 == 0:  # what on_tick does once a second, while serving goes on
+                self.update_default_headers()
+                if state.operations is not None:
+                    state.operations.publish()
 
     async def _unless_forced(self, step: Awaitable[None]) -> bool:
         """Await a lifespan step unless a second signal forces exit first (the app's startup or

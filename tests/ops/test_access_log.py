@@ -139,3 +139,10 @@ def test_websocket_sessions_get_an_open_and_a_close_line(
     else:
         assert opened.endswith('"WebSocket /chat" open')
         assert '"WebSocket /chat" closed 1000 after ' in closed and closed.endswith(" ms")
+
+
+@pytest.mark.parametrize("fmt", ["{status:d}", "{duration_ms:.1f}", "{path!r}"])
+def test_templates_with_format_specs_are_refused(fmt: str) -> None:
+    # Every value is written as escaped text: a spec would fail on every response.
+    with pytest.raises(ConfigError, match="expected plain"):
+        Config(app=hello, access_log_format=fmt)

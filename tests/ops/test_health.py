@@ -189,3 +189,36 @@ def test_health_bind_alone_is_refused() -> None:
 
     with pytest.raises(ConfigError, match=r"health\.bind serves nothing"):
         Config(app=hello, health_bind="127.0.0.1:9")
+
+
+def test_the_operations_listener_never_takes_a_websocket_upgrade_to_the_app() -> None:
+    health_port = _free_port()
+    upgrade = (
+        b"GET /admin/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+
+    async def main() -> bytes:
+        async with serve(hello, "httptools", health_bind=f"127.0.0.1:{health_port}", **PROBES):
+            data, _ = await exchange(health_port, upgrade, timeout=1.0)
+            return data
+
+    assert run(main()).startswith(b"HTTP/1.1 404 ")
+
+
+def test_health_bind_moves_metrics_off_the_app_listeners_too() -> None:
+    health_port = _free_port()
+
+    async def main() -> tuple[str, int]:
+        async with (
+            serve(
+                hello, "h11", health_bind=f"127.0.0.1:{health_port}", metrics_path="/metrics"
+            ) as (_, port),
+            httpx.AsyncClient() as client,
+        ):
+            on_app = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            on_ops = (await client.get(f"http://127.0.0.1:{health_port}/metrics")).status_code
+            return on_app, on_ops
+
+    on_app, on_ops = run(main())
+    assert on_app == "app /metrics" and on_ops == 200

@@ -189,3 +189,18 @@ def test_check_says_when_prometheus_client_is_missing(missing: bool, tmp_path: P
     )  # fmt: skip
     assert done.returncode == 1
     assert "metrics.path needs prometheus-client: pip install 'appserver[metrics]'" in done.stderr
+
+
+def test_a_worker_folded_into_retired_is_never_counted_twice(tmp_path: Path) -> None:
+    from appserver.ops.metrics import Metrics, SnapshotDirectory, merge
+
+    directory = SnapshotDirectory(tmp_path)
+    worker = Metrics()
+    worker.observe("GET", 200, 0.001)
+    directory.write("worker-1", worker.snapshot())
+    directory.write("worker-2", worker.snapshot())
+    directory.retire("worker-1")
+    assert merge(directory.read())["requests"] == {"GET 2": 2}
+    # A reader between the fold and the unlink sees both files: worker-1 counts once.
+    directory.write("worker-1", worker.snapshot())
+    assert merge(directory.read())["requests"] == {"GET 2": 2}

@@ -124,3 +124,19 @@ def test_a_json_logging_config_file_is_applied(tmp_path: Path) -> None:
         "logging.getLogger('appserver.error').info('hello')\n"
     )
     assert run_python(code, tmp_path).stdout == "custom hello\n"
+
+
+def test_a_broken_logging_file_is_one_line_for_check_and_serve(tmp_path: Path) -> None:
+    (tmp_path / "bad.ini").write_text("[loggers]\nkeys=root\n")  # no [handlers], no root
+    (tmp_path / "bad.yaml").write_text("version: 1\nhandlers: [unclosed\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    for name in ("bad.ini", "bad.yaml"):
+        for command in (["check"], ["serve"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "appserver", *command, "--app", "examples.hello:app",
+                 "--log-config", name, "--port", "0"],
+                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert done.returncode == (1 if command == ["check"] else 3), done.stderr
+            assert "Traceback" not in done.stderr, done.stderr
+            assert f"log_config '{name}' cannot be used" in done.stderr

@@ -176,6 +176,13 @@ class ListenerConfig(BaseModel):
             raise ValueError("ipv6_only applies to an IPv6 bind ([::]:PORT) only")
         if self.reuse_port and address.kind != "tcp":
             raise ValueError("reuse_port applies to a HOST:PORT bind only")
+        if self.proxy_protocol and self.tls is not None:
+            # asyncio runs the TLS handshake before the protocol sees a byte, and a proxy sends
+            # its PROXY header in clear before the handshake: the two cannot meet here.
+            raise ValueError(
+                "proxy_protocol with tls is not supported: the PROXY header comes before the "
+                "TLS handshake; terminate TLS at the proxy, or pass TLS through without it"
+            )
         return self
 
     @property

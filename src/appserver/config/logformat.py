@@ -32,6 +32,10 @@ def template_problem(template: str) -> str | None:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:
         return f"expected a template of {{field}} names: {exc}"
+    for _, name, spec, conversion in parts:
+        if name is not None and (spec or conversion):
+            # Every value is written as text (escaped): "{status:d}" would fail at each line.
+            return f"expected plain {{field}} names, got {{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
     names = [name for _, name, _, _ in parts if name is not None]
     if not names:
         return (

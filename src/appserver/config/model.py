@@ -546,6 +546,16 @@ class Config(BaseModel):
         "client cannot smuggle values through headers the proxy passes on untouched.",
     )
 
+    forwarded_host: bool = setting(
+        False,
+        toml="proxy.host",
+        cli="--forwarded-host",
+        doc="Also take the host and port the client asked for from X-Forwarded-Host/-Port (or "
+        "Forwarded host=). Only when every trusted proxy sets or strips them: a proxy passes "
+        "on what it does not set, and then the client chooses the Host the app sees (nginx's "
+        "usual proxy_set_header lines set X-Forwarded-For and -Proto only).",
+    )
+
     # --- operations --------------------------------------------------------------------------------
     health_path: str | None = setting(
         None,

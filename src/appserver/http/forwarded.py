@@ -7,6 +7,11 @@ reading both would let a client smuggle a value through the family the proxy lea
 ``Forwarded: for=10.0.0.1`` past an nginx that only appends X-Forwarded-For. The other family
 is left in the headers for the app, untouched and unbelieved.
 
+The host and port the client asked for (X-Forwarded-Host/-Port, Forwarded ``host=``) are read
+only with ``proxy.host = true``: nginx's usual configuration sets X-Forwarded-For and -Proto
+and passes a client's X-Forwarded-Host on untouched, which would let the client choose the
+Host the app builds its links from.
+
 Within a family, each proxy appends what it saw: the client is the right-most address that is
 not itself a trusted proxy (entries further left are claims nobody we trust vouched for). The
 scheme, host and port come from the right-most value, the one our peer wrote.
@@ -100,17 +105,22 @@ def apply_forwarded(
         elements = parse_forwarded(joined)
         if not elements:
             return client, scheme, server, headers
-        nodes = [_node_host(e["for"]) for e in elements if "for" in e]
-        addresses = [n for n in nodes if n is not None]
-        if addresses:
-            found = proxy.client_address(addresses)
-            if found is not None:
-                client = (found, 0)
+        # From the right, past the trusted proxies; the first element that is not one names
+        # the client. An element without a usable address there (for=unknown, an obfuscated
+        # _node, no for at all) stops the walk too: what lies left of it nobody vouched for,
+        # so the connection's own peer stands.
+        for element in reversed(elements):
+            node = _node_host(element["for"]) if "for" in element else None
+            if node is not None and node in proxy:
+                continue
+            if node is not None:
+                client = (node, 0)
+            break
         nearest = elements[-1]
         proto = nearest.get("proto", "").lower()
         if proto in _SCHEMES:
             scheme = proto
-        host = nearest.get("host") or None
+        host = (nearest.get("host") or None) if proxy.host else None
     else:
         forwarded_for = proto_value = host_value = port_value = None
         for name, value in fields:
@@ -130,11 +140,11 @@ def apply_forwarded(
             found = proxy.client_host(forwarded_for.decode("latin-1"))
             if found is not None:
                 client = (found, 0)
-        if host_value is not None:
+        if host_value is not None and proxy.host:
             host = _last(host_value) or None
-        if port_value is not None:
+        if port_value is not None and proxy.host:
             text = _last(port_value)
-            if text.isdigit() and 0 < int(text) < 65536:
+            if _is_port(text):
                 port = int(text)
     if host is None and port is None:
         return client, scheme, server, headers
@@ -150,7 +160,12 @@ def _split_host(text: str) -> tuple[str, int | None]:
         name, _, rest = text.partition(":") if text.count(":") == 1 else (text, "", "")
         rest = ":" + rest if rest else ""
     port = rest.lstrip(":")
-    return name, int(port) if port.isdigit() and 0 < int(port) < 65536 else None
+    return name, int(port) if _is_port(port) else None
+
+
+def _is_port(text: str) -> bool:
+    # isascii: "²".isdigit() is true and int("²") raises.
+    return text.isascii() and text.isdigit() and len(text) <= 5 and 0 < int(text) < 65536
 
 
 def _with_host(

@@ -11,9 +11,13 @@ _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 class TrustedProxies:
     """A set of addresses and networks; ``"*"`` trusts everyone."""
 
-    def __init__(self, entries: Iterable[str], family: str = "x-forwarded") -> None:
-        # Which headers the proxies set: "x-forwarded" or "forwarded" (http/forwarded.py).
+    def __init__(
+        self, entries: Iterable[str], family: str = "x-forwarded", host: bool = False
+    ) -> None:
+        # Which headers the proxies set: "x-forwarded" or "forwarded" (http/forwarded.py), and
+        # whether they set (or strip) the host ones too.
         self.family = family
+        self.host = host
         self.everyone = False
         self.hosts: set[str] = set()
         self.networks: list[_Network] = []

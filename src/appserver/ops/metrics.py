@@ -226,14 +226,17 @@ class SnapshotDirectory:
             os.replace(temporary, target)
 
     def read(self, *, skip: str | None = None) -> list[dict[str, Any]]:
-        """Every snapshot in the directory but ``skip``'s."""
-        found = []
+        """Every snapshot in the directory but ``skip``'s, and but those already folded into
+        retired.json (a worker's file outlives the fold by a moment: see retire())."""
+        loaded: dict[str, dict[str, Any]] = {}
         for entry in self.path.glob("*.json"):
-            if skip is not None and entry.name == f"{skip}.json":
+            name = entry.name.removesuffix(".json")
+            if name == skip:
                 continue
             with contextlib.suppress(OSError, ValueError):
-                found.append(json.loads(entry.read_text(encoding="utf-8")))
-        return found
+                loaded[name] = json.loads(entry.read_text(encoding="utf-8"))
+        folded = set(loaded.get(self.RETIRED.removesuffix(".json"), {}).get("folded", ()))
+        return [snap for name, snap in loaded.items() if name not in folded]
 
     def retire(self, name: str) -> None:
         """``name`` exited: keep its counters (in retired.json), drop its gauges."""
@@ -248,6 +251,9 @@ class SnapshotDirectory:
         except (OSError, ValueError):
             previous = Metrics().snapshot()
         total = merge([previous, {**snap, **dict.fromkeys(GAUGES, 0)}])
+        # The names folded in, so that a reader between this write and the unlink below
+        # counts the worker once, not twice (a counter must never jump, or go back).
+        total["folded"] = [*previous.get("folded", ()), name]
         self.write(self.RETIRED.removesuffix(".json"), total)
         with contextlib.suppress(OSError):
             source.unlink()

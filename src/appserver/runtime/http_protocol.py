@@ -77,6 +77,7 @@ class HTTPProtocol(Connection):
         "_last_call",
         "_next_waits",
         "_parser_class",
+        "_preamble",
         "_requests_limit",
         "_served",
         "_tls",

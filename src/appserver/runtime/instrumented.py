@@ -55,6 +55,10 @@ class InstrumentedHTTPProtocol(HTTPProtocol):
         self.bytes_sent += len(data)
         HTTPProtocol.write(self, data, flush)
 
+    def _takes_websocket(self, cycle: ASGICycle) -> bool:
+        # An operations listener never hands a connection to the app, upgraded or not.
+        return not self._ops_only and HTTPProtocol._takes_websocket(self, cycle)
+
     def _start(self, cycle: ASGICycle, app: Any = None) -> None:
         ops = self._ops
         # perf_counter, not loop.time(): uvloop's clock moves once per loop iteration, in ms.

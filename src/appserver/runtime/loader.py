@@ -284,7 +284,9 @@ def load(config: Config) -> Loaded:
         parser_class=parser,
         websockets=resolve_ws(config.ws),
         ws_protocol=ws_protocol,
-        trusted_proxies=TrustedProxies(config.forwarded_allow_ips, config.forwarded_headers)
+        trusted_proxies=TrustedProxies(
+            config.forwarded_allow_ips, config.forwarded_headers, config.forwarded_host
+        )
         if config.proxy_headers
         else None,
         proxy_peers=TrustedProxies(config.forwarded_allow_ips),

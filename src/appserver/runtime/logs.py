@@ -92,7 +92,7 @@ def log_config_problem(source: dict[str, Any] | str) -> str | None:
         apply_log_config(source)
     except FileNotFoundError:
         return f"log_config {shown}: no such file"
-    except (OSError, ValueError, TypeError, KeyError, AttributeError, ImportError) as exc:
+    except Exception as exc:  # fileConfig raises RuntimeError, YAML its own errors, ...
         # dictConfig wraps the cause ("Unable to configure handler 'x'"): say both.
         cause = exc.__cause__
         detail = f"{exc}: {cause}" if cause is not None else str(exc)

@@ -59,7 +59,7 @@ class Operations:
             self.metrics = Metrics()
             metrics = rendered_app(self.render)
             self.ops_routes[root + config.metrics_route] = metrics
-            if config.metrics_bind is None:
+            if config.metrics_bind is None and config.health_bind is None:
                 self.routes[root + config.metrics_route] = metrics
             directory = config._metrics_dir
             if directory is not None:

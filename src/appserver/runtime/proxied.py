@@ -37,13 +37,18 @@ def with_proxy_protocol(base: type[HTTPProtocol]) -> type[HTTPProtocol]:
 
 
 class _ReadsPreamble(HTTPProtocol):
-    __slots__ = ("_preamble",)
+    # No slots of its own: HTTPProtocol holds _preamble, so that this class and the
+    # instrumented one can both be bases of one protocol class (two bases adding slots to the
+    # same base have conflicting layouts).
+    __slots__ = ()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         HTTPProtocol.connection_made(self, transport)
         self._preamble: bytes | None = b""
         info = self.info
         peers = self.config._require_loaded().proxy_peers
+        if info is not None and info.client is None and info.server is not None:
+            return  # a Unix socket: whoever may open it (its file mode says) is the proxy
         if info is None or info.client is None or info.client[0] not in peers:
             peer = info.client[0] if info is not None and info.client is not None else "?"
             logger.warning("PROXY protocol header from %s, not a trusted proxy: closed", peer)
@@ -52,7 +57,7 @@ class _ReadsPreamble(HTTPProtocol):
     def data_received(self, data: bytes) -> None:
         pending = self._preamble
         if pending is None:
-            HTTPProtocol.data_received(self, data)
+            super().data_received(data)  # the instrumented protocol's, when it is one
             return
         if self.transport is None:
             return
@@ -78,4 +83,4 @@ class _ReadsPreamble(HTTPProtocol):
             info.proxy = trusted if trusted is not None and preamble.client[0] in trusted else None
         rest = pending[size:]
         if rest:
-            HTTPProtocol.data_received(self, rest)
+            super().data_received(rest)

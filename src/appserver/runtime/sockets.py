@@ -245,8 +245,14 @@ def open_listeners(
     opened: list[Listener] = []
     if sockets:
         flat = config.listeners is None
+        configs = config.listener_configs()
         opened = [
-            Listener(sock, tls[0] if flat else (tls[i] if i < len(tls) else None), config.backlog)
+            Listener(
+                sock,
+                tls[0] if flat else (tls[i] if i < len(tls) else None),
+                config.backlog,
+                proxy_protocol=not flat and i < len(configs) and configs[i].proxy_protocol,
+            )
             for i, sock in enumerate(sockets)
         ]
         ops = {
