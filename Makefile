@@ -10,9 +10,13 @@ CONFIG ?= configs/example.toml
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The compiled accelerator (setup.py) is rebuilt when one of its sources changes.
+ACCEL_SOURCES := $(wildcard src/appserver/http/*.py) src/appserver/_accel.py setup.py
+
+$(STAMP): pyproject.toml $(ACCEL_SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
+	@$(BIN)/appserver --version | grep -q "compiled" || echo "warning: the compiled accelerator was not built; appserver runs on its pure-Python modules ($$($(BIN)/appserver --version))"
 	touch $(STAMP)
 
 serve: install

@@ -10,6 +10,9 @@ the server on first use.
 import importlib.metadata as _metadata
 import typing as _typing
 
+# Before anything imports appserver.http: which HTTP core loads, compiled or pure (_accel.py).
+from appserver import _accel as _accel
+
 if _typing.TYPE_CHECKING:
     from appserver.config.model import Config
     from appserver.server import Server

@@ -238,9 +238,9 @@ SetOption = Annotated[
 
 def _version(value: bool) -> None:
     if value:
-        from appserver import __version__
+        from appserver import __version__, _accel
 
-        typer.echo(f"appserver {__version__}")
+        typer.echo(f"appserver {__version__} (HTTP core: {_accel.describe()})")
         raise typer.Exit()
 
 

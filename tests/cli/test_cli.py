@@ -51,7 +51,9 @@ def test_every_shipped_config_checks(config: Path) -> None:
 def test_version() -> None:
     result = appserver("--version")
     assert result.returncode == 0
-    assert result.stdout == "appserver 0.1.0\n"
+    # The version, and which HTTP core is active (appserver._accel).
+    assert result.stdout.startswith("appserver 0.1.0 (HTTP core: ")
+    assert result.stdout.endswith(")\n")
 
 
 def test_usage_error_exits_2() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from appserver.errors import ClientDisconnected, ProtocolError
+from appserver.http import cycle as cycle_module
 from appserver.http.cycle import ConnectionInfo, DefaultHeaders, RequestCycle
 from appserver.http.framing import Framing, request_keeps_alive, response_framing
 from appserver.http.proxy import TrustedProxies
@@ -59,7 +60,7 @@ def test_whole_body_shortcut_is_a_different_path_to_the_same_bytes(
     # it off really sends the response through _head/_frame (which record the framing).
     written = {}
     for shortcut in (True, False):
-        monkeypatch.setattr(RequestCycle, "whole_body_shortcut", shortcut)
+        monkeypatch.setattr(cycle_module, "WHOLE_BODY_SHORTCUT", shortcut)
         cycle = make_cycle()
         cycle.end_request()
         cycle.on_send(START)

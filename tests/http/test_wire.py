@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from appserver.http.cycle import RequestCycle
+from appserver.http import cycle as cycle_module
 from tests.conftest import PARSERS, exchange, read_exactly_or_close, read_until_close, run, serve
 
 
@@ -22,10 +22,10 @@ from tests.conftest import PARSERS, exchange, read_exactly_or_close, read_until_
 def whole_body_shortcut(request: pytest.FixtureRequest) -> Any:
     """Every wire test runs with and without the whole-body shortcut of RequestCycle.on_send:
     both ways must put the same bytes on the wire."""
-    previous = RequestCycle.whole_body_shortcut
-    RequestCycle.whole_body_shortcut = request.param == "shortcut"
+    previous = cycle_module.WHOLE_BODY_SHORTCUT
+    cycle_module.WHOLE_BODY_SHORTCUT = request.param == "shortcut"
     yield
-    RequestCycle.whole_body_shortcut = previous
+    cycle_module.WHOLE_BODY_SHORTCUT = previous
 
 
 BAD_REQUEST = (

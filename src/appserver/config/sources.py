@@ -162,6 +162,10 @@ def dotenv_layer(path: str | os.PathLike[str]) -> Layer:
     )
 
 
+# APPSERVER_* variables that are not settings: read before any configuration exists.
+NOT_SETTINGS = frozenset({"APPSERVER_PURE_PYTHON"})
+
+
 def environ_layer(
     environ: Mapping[str, str],
     *,
@@ -171,7 +175,7 @@ def environ_layer(
     """Values of the ``APPSERVER_*`` variables in ``environ``; other variables are ignored."""
     layer = Layer(kind)
     for variable, text in sorted(environ.items()):
-        if not variable.startswith(ENV_PREFIX):
+        if not variable.startswith(ENV_PREFIX) or variable in NOT_SETTINGS:
             continue
         place = where.get(variable) if where else None
         setting = BY_ENV.get(variable)

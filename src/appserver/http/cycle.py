@@ -19,6 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appserver.errors import ClientDisconnected, ProtocolError
+
+try:
+    from mypy_extensions import mypyc_attr
+except ImportError:  # pure Python without mypy installed: the decorator only informs mypyc
+
+    def mypyc_attr(*_: str, **__: object) -> Any:  # type: ignore[misc]
+        return lambda cls: cls
+
+
 from appserver.http.forwarded import PROXY_FIELDS, apply_forwarded
 from appserver.http.framing import Framing, request_keeps_alive, response_framing
 from appserver.http.proxy import TrustedProxies
@@ -102,13 +111,17 @@ _DONE = ResponseState.DONE
 _LENGTH = Framing.LENGTH
 
 
+# False: the common whole-body response is framed by _head and _frame like every other, not by
+# the one-formatting-operation shortcut in on_send (the wire tests run both ways and expect the
+# same bytes, as the WebSocket framing shortcut's tests do). A module global, not a class
+# attribute: a compiled class's attributes cannot be set.
+WHOLE_BODY_SHORTCUT = True
+
+
+# The runtime's ASGICycle extends this class: compiled (appserver._accel), it must allow that.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class RequestCycle:
     """One request and its response. See the module docstring for the calling contract."""
-
-    # False: the common whole-body response is framed by _head and _frame like every other,
-    # not by the one-formatting-operation shortcut in on_send (the wire tests run both ways
-    # and expect the same bytes, as the WebSocket framing shortcut's tests do).
-    whole_body_shortcut = True
 
     __slots__ = (
         "_app_chunked",
@@ -289,7 +302,7 @@ class RequestCycle:
             # Whether a body sent whole (one message) gets the plain Content-Length framing
             # _head would choose: decided once here, by the same pure function.
             self._whole_body_plain = (
-                self.whole_body_shortcut
+                WHOLE_BODY_SHORTCUT
                 and self._content_length is None
                 and not self._overrides
                 and response_framing(status, self.head_request, None, True, self.http_version)

@@ -35,7 +35,9 @@ def status_line(status: int) -> bytes:
     return line
 
 
-def _lower_name(name: bytes) -> bytes:
+def _lower_name(name: Any) -> bytes:
+    # ``Any``, not bytes: the app's value is checked here, by us (compiled, a bytes annotation
+    # would have mypyc raise its own TypeError first).
     lowered = _NAMES.get(name)
     if lowered is None:
         if not isinstance(name, bytes) or not _TOKEN.fullmatch(name):
