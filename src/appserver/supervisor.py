@@ -51,6 +51,7 @@ READY, PONG, MAX_REQUESTS, PING = b"R", b"P", b"M", b"P"
 # Written to the wakeup socket by the file watcher (reload): not a signal number.
 FILES_CHANGED = 255
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+_HANDLED = frozenset((*SIGNALS, signal.SIGCHLD))  # every signal the supervisor has a handler for
 
 
 class WorkerState(enum.Enum):
@@ -265,10 +266,20 @@ class Supervisor:
         ours, theirs = socket.socketpair()
         if self.snapshots is not None:
             config._metrics_dir = str(self.snapshots.path)
-        pid = os.fork()
+        # Until the child has reset them, it has our signal handlers and our wakeup fd: a
+        # SIGTERM sent to it in that moment (a stop while it starts) would be written to our
+        # wakeup socket and read here as a second signal, a forced exit. So signals stay
+        # blocked across the fork; the child unblocks them once they are its own.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+            raise
         if pid == 0:  # the worker
             ours.close()
             self._become_worker(config, theirs)  # never returns
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
         theirs.close()
         ours.setblocking(False)
         worker = Worker(pid, ours, config, time.monotonic(), replaces=replaces)
@@ -287,6 +298,9 @@ class Supervisor:
             signal.set_wakeup_fd(-1)
             for number in (*SIGNALS, signal.SIGCHLD):
                 signal.signal(number, signal.SIG_DFL)
+            # Blocked since before the fork (see _spawn): one that came meanwhile now gets the
+            # default action, as a worker that has not started serving should.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
             self._selector.close()
             self._wakeup_r.close()
             self._wakeup_w.close()
