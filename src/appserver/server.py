@@ -221,9 +221,9 @@ class Server:
             tls = listener.tls
             cls: Any = protocol_class
             if listener.serves == "ops":
-                from appserver.runtime.instrumented import InstrumentedHTTPProtocol
+                from appserver.runtime.instrumented import protocol_for
 
-                cls = InstrumentedHTTPProtocol
+                cls = protocol_for(config)
             if listener.proxy_protocol:
                 from appserver.runtime.proxied import with_proxy_protocol
 

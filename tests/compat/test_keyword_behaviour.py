@@ -43,7 +43,7 @@ from tests.listeners.certs import Certs, make_certs
 from tests.processes.test_reload import APP as VERSIONED_APP
 from tests.processes.test_reload import wait_for_answer
 from tests.processes.test_workers import pids_serving, ready_pids, stop
-from tests.websocket.helpers import CLOSE, PING, PONG, TEXT, RawClient, frame
+from tests.websocket.helpers import CLOSE, PING, PONG, TEXT, RawClient, echo_app, frame
 
 KEYWORDS = frozenset({"app", *UVICORN_KEYWORDS})
 HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -77,13 +77,7 @@ async def echo(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"http"})
         return
-    await receive()
-    await send({"type": "websocket.accept"})
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        await send({"type": "websocket.send", **{k: v for k, v in message.items() if k != "type"}})
+    await echo_app(scope, receive, send)
 
 
 marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")

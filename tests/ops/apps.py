@@ -5,24 +5,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from tests.lifecycle.apps import _lifespan
+from tests.websocket.helpers import echo_app
+
 
 async def hello(scope: Any, receive: Any, send: Any) -> None:
+    """Lifespan as tests/lifecycle's apps do, a WebSocket echo as tests/websocket's, and
+    HTTP: "app <path>" (/slow waits first)."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await _lifespan(receive, send)
+        return
     if scope["type"] == "websocket":
-        await receive()
-        await send({"type": "websocket.accept"})
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            await send({"type": "websocket.send", "text": message.get("text") or ""})
+        await echo_app(scope, receive, send)
+        return
     if scope["type"] != "http":
         return
     if scope["path"] == "/slow":

@@ -13,6 +13,7 @@ import pytest
 from appserver import Config, Server
 from tests.conftest import exchange, run, serve
 from tests.ops.apps import hello
+from tests.websocket.helpers import handshake_request
 
 PROBES = {"health_path": "/healthz", "readiness_path": "/readyz"}
 
@@ -193,10 +194,7 @@ def test_health_bind_alone_is_refused() -> None:
 
 def test_the_operations_listener_never_takes_a_websocket_upgrade_to_the_app() -> None:
     health_port = _free_port()
-    upgrade = (
-        b"GET /admin/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
+    upgrade, _ = handshake_request("/admin/ws")
 
     async def main() -> bytes:
         async with serve(hello, "httptools", health_bind=f"127.0.0.1:{health_port}", **PROBES):

@@ -116,13 +116,17 @@ def test_a_client_cannot_smuggle_through_the_family_the_proxy_does_not_set() -> 
 
 # --- the PROXY protocol ------------------------------------------------------------------------
 @contextlib.asynccontextmanager
-async def proxied_server(**config: Any) -> AsyncIterator[int]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+async def proxied_server(bind: str | None = None, **config: Any) -> AsyncIterator[int]:
+    """A server whose one listener reads PROXY headers, on a free port (yielded) or on
+    ``bind`` (a unix: path; 0 is yielded)."""
+    port = 0
+    if bind is None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
     cfg = Config(
         app=scope_echo,
-        listeners=[{"bind": f"127.0.0.1:{port}", "proxy_protocol": True}],
+        listeners=[{"bind": bind or f"127.0.0.1:{port}", "proxy_protocol": True}],
         log_config=None,
         lifespan="off",
         **config,
@@ -274,23 +278,12 @@ def test_a_unix_socket_listener_takes_the_header_from_whoever_may_open_it(tmp_pa
     path = str(tmp_path / "s.sock")
 
     async def main() -> dict[str, Any]:
-        cfg = Config(
-            app=scope_echo,
-            listeners=[{"bind": f"unix:{path}", "proxy_protocol": True}],
-            log_config=None,
-            lifespan="off",
-        )
-        cfg.load()
-        server = Server(cfg)
-        await server.startup()
-        try:
+        async with proxied_server(f"unix:{path}"):
             reader, writer = await asyncio.open_unix_connection(path)
             writer.write(b"PROXY TCP4 203.0.113.5 192.0.2.1 51000 443\r\n" + request())
             data, _ = await read_until_close(reader, 2.0)
             writer.close()
             return answer(data)
-        finally:
-            await server.shutdown()
 
     assert run(main())["client"] == ["203.0.113.5", 51000]
 

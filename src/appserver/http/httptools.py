@@ -44,7 +44,7 @@ def _refused_request(data: bytes) -> tuple[int, int]:
     good, bad = 0, len(data)
     while bad - good > 1:
         middle = (good + bad) // 2
-        if _parsed(data[:middle])[0]:  # an upgrade before any fault: nothing refused
+        if _parsed(data[:middle])[0]:  # refused (an upgrade before any fault refuses nothing)
             bad = middle
         else:
             good = middle

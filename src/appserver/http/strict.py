@@ -162,15 +162,14 @@ def check_request(
         scheme, sep, rest = target.partition(b"://")
         if not sep or not scheme:
             raise BadRequest("invalid request target")  # not origin, absolute or asterisk form
-        if sep:
-            authority = rest.split(b"/", 1)[0].split(b"?", 1)[0]
-            # RFC 9112 §3.2.2: absolute-form names a host; "http://" with none is no target.
-            if not authority or b"@" in authority or _HOST.fullmatch(authority) is None:
-                raise BadRequest("invalid authority in the request target")
-            if host_index >= 0:
-                headers[host_index] = (b"host", authority)
-            else:
-                headers.append((b"host", authority))
+        authority = rest.split(b"/", 1)[0].split(b"?", 1)[0]
+        # RFC 9112 §3.2.2: absolute-form names a host; "http://" with none is no target.
+        if not authority or b"@" in authority or _HOST.fullmatch(authority) is None:
+            raise BadRequest("invalid authority in the request target")
+        if host_index >= 0:
+            headers[host_index] = (b"host", authority)
+        else:
+            headers.append((b"host", authority))
 
 
 # chunk-size [ chunk-ext ] (RFC 9112 §7.1, §7.1.1): 1 to 16 hex digits (a size that fits in 64

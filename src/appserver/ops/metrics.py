@@ -135,6 +135,16 @@ def render(snap: dict[str, Any]) -> tuple[bytes, bytes]:
         HistogramMetricFamily,
     )
 
+    single_values = (
+        (GaugeMetricFamily, "appserver_requests_in_flight", "Requests being answered now.",
+         "requests_in_flight"),
+        (CounterMetricFamily, "appserver_received_bytes",
+         "Bytes read from HTTP clients (heads and bodies).", "bytes_received"),
+        (CounterMetricFamily, "appserver_sent_bytes",
+         "Bytes written to HTTP clients (heads and bodies).", "bytes_sent"),
+        (CounterMetricFamily, "appserver_worker_restarts",
+         "Worker processes replaced after they exited or hung.", "worker_restarts"),
+    )  # fmt: skip
     families: list[Any] = []
     requests = CounterMetricFamily(
         "appserver_requests", "Responses completed, by method and status class.",
@@ -156,30 +166,15 @@ def render(snap: dict[str, Any]) -> tuple[bytes, bytes]:
             sum_value=snap["duration_sum"],
         )
     )
-    families.append(
-        GaugeMetricFamily(
-            "appserver_requests_in_flight", "Requests being answered now.",
-            value=snap["requests_in_flight"],
-        )
-    )  # fmt: skip
+    # The families of one plain value each: (kind, name, help, snapshot key).
+    for kind, name, text, key in single_values:
+        families.append(kind(name, text, value=snap[key]))
     connections = GaugeMetricFamily(
         "appserver_connections", "Open client connections, by protocol.", labels=["protocol"]
     )
     connections.add_metric(["http"], snap["connections_http"])
     connections.add_metric(["websocket"], snap["connections_websocket"])
     families.append(connections)
-    families.append(
-        CounterMetricFamily(
-            "appserver_received_bytes", "Bytes read from HTTP clients (heads and bodies).",
-            value=snap["bytes_received"],
-        )
-    )  # fmt: skip
-    families.append(
-        CounterMetricFamily(
-            "appserver_sent_bytes", "Bytes written to HTTP clients (heads and bodies).",
-            value=snap["bytes_sent"],
-        )
-    )  # fmt: skip
     rejections = CounterMetricFamily(
         "appserver_rejections",
         "Requests refused by the server itself, by reason (concurrency is limit_concurrency's "
@@ -189,12 +184,6 @@ def render(snap: dict[str, Any]) -> tuple[bytes, bytes]:
     for reason, n in sorted(snap["rejections"].items()):
         rejections.add_metric([reason], n)
     families.append(rejections)
-    families.append(
-        CounterMetricFamily(
-            "appserver_worker_restarts", "Worker processes replaced after they exited or hung.",
-            value=snap["worker_restarts"],
-        )
-    )  # fmt: skip
 
     class _Snapshot:
         def collect(self) -> list[Any]:

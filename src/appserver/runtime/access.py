@@ -55,14 +55,23 @@ def _header(scope: Any, name: bytes) -> str | None:
     return None
 
 
+def _now() -> str:
+    """The time field of json and template lines: ISO 8601, UTC, milliseconds."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _client(scope: Any) -> str:
+    client = scope["client"]
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
 def access_fields(
     scope: Any, status: int, sent: int, seconds: float, request_id: str | None
 ) -> dict[str, Any]:
     """Every field of the json and template formats (:data:`ACCESS_FIELDS`)."""
-    client = scope["client"]
     return {
-        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
-        "client": f"{client[0]}:{client[1]}" if client else "-",
+        "time": _now(),
+        "client": _client(scope),
         "method": scope["method"],
         "path": scope["path"],
         "query": scope["query_string"].decode("latin-1"),
@@ -82,10 +91,11 @@ class AccessLog:
     ``ensure_ascii`` the C1 ones a terminal would act on), or a template of named fields, each
     value escaped as in the text line."""
 
-    __slots__ = ("template",)
+    __slots__ = ("rich", "template")
 
     def __init__(self, fmt: str) -> None:
         self.template = fmt
+        self.rich = fmt != "text"  # needs the duration and the bytes sent
 
     def request(
         self, scope: Any, status: int, sent: int, seconds: float, request_id: str | None
@@ -103,15 +113,11 @@ class AccessLog:
 
     def websocket(self, scope: Any, event: str, code: int | None, seconds: float | None) -> None:
         """A WebSocket session opened (``event`` "open") or closed ("close", with its code)."""
-        client = scope["client"]
-        where = escape(f"{client[0]}:{client[1]}") if client else "-"
         if self.template == "json":
             record: dict[str, Any] = {
-                "time": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                    timespec="milliseconds"
-                ),
+                "time": _now(),
                 "event": f"websocket.{event}",
-                "client": f"{client[0]}:{client[1]}" if client else "-",
+                "client": _client(scope),
                 "path": scope["path"],
             }
             if code is not None:
@@ -121,6 +127,7 @@ class AccessLog:
             access_logger.info("%s", json.dumps(record))
             return
         # uvicorn's shape: client - "WebSocket /path" [accepted]; then the close with its code.
+        where = escape(_client(scope))
         if event == "open":
             access_logger.info('%s - "WebSocket %s" open', where, escape(scope["path"]))
         else:

@@ -272,9 +272,9 @@ def load(config: Config) -> Loaded:
     lifespan = LifespanOff if config.lifespan == "off" else LifespanOn
     protocol: type[Any] = HTTPProtocol
     if wants_instruments(config):
-        from appserver.runtime.instrumented import InstrumentedHTTPProtocol
+        from appserver.runtime.instrumented import protocol_for
 
-        protocol = InstrumentedHTTPProtocol
+        protocol = protocol_for(config)
     if config.metrics_route is not None:
         check_metrics_available()
     return Loaded(

@@ -358,24 +358,26 @@ class WebSocketSession:
         else:
             self._events.append({"type": "websocket.receive", "bytes": data})
 
+    def _close_frame(self) -> Any:
+        # The close the peer sent, else the one we sent when we failed the connection.
+        protocol = self.protocol
+        return protocol.close_rcvd or protocol.close_sent
+
     @property
     def close_code(self) -> int:
         """The code the peer sent (1005 when its close frame had none), else the one we sent
         when we failed the connection (1009, 1011, 1012 ...), else 1006: no close at all."""
-        protocol = self.protocol
-        close = protocol.close_rcvd or protocol.close_sent
+        close = self._close_frame()
         return int(close.code) if close is not None else int(CloseCode.ABNORMAL_CLOSURE)
 
     def _queue_disconnect(self) -> None:
         if self._disconnect is not None:
             return
-        protocol = self.protocol
-        close = protocol.close_rcvd or protocol.close_sent
-        reason = close.reason if close is not None else ""
+        close = self._close_frame()
         self._disconnect = {
             "type": "websocket.disconnect",
             "code": self.close_code,
-            "reason": reason,
+            "reason": close.reason if close is not None else "",
         }
 
     # --- the app's receive() ---------------------------------------------------------------------
