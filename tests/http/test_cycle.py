@@ -192,6 +192,10 @@ def test_fail_after_complete_keeps_alive() -> None:
         [("x-a", b"1")],
         [(b"x-a", "1")],
         [(b"content-length", b"-1")],
+        # RFC 9110 §8.6: digits only; int() alone would take these and send them on.
+        [(b"content-length", b"+5")],
+        [(b"content-length", b"1_0")],
+        [(b"content-length", b"")],
         [(b"content-length", b"1"), (b"content-length", b"2")],
         [(b"transfer-encoding", b"gzip")],
     ],

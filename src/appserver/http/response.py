@@ -92,20 +92,23 @@ def scan_headers(headers: Iterable[Any]) -> AppHeaders:
         except (TypeError, ValueError):
             raise ProtocolError(f"invalid response header {item!r}") from None
         lowered = _lower_name(name)
+        if lowered == b"content-length" and type(value) is bytes:
+            # RFC 9110 §8.6: 1*DIGIT (int() would also take "+5" and "1_0"); digits
+            # cannot split a response, so the value regex is not needed either.
+            digits = value.strip(b" \t")
+            if not digits.isdigit() or (
+                content_length is not None and int(digits) != content_length
+            ):
+                raise ProtocolError(f"invalid Content-Length {value!r}")
+            content_length = int(digits)
+            lines.append(b"%s: %s\r\n" % (name, digits))
+            continue
         if not isinstance(value, bytes) or not _FIELD_VALUE.fullmatch(value):
             raise ProtocolError(f"invalid value for response header {name!r}: {value!r}")
         line = b"%s: %s\r\n" % (name, value)
         if lowered not in _SPECIAL:
             if type(item) is tuple and len(cache) < _CHECKED_LINES_MAX:
                 cache[item] = line
-        elif lowered == b"content-length":
-            try:
-                length = int(value)
-            except ValueError:
-                raise ProtocolError(f"invalid Content-Length {value!r}") from None
-            if length < 0 or (content_length is not None and length != content_length):
-                raise ProtocolError(f"invalid Content-Length {value!r}")
-            content_length = length
         elif lowered == b"transfer-encoding":
             # We frame the body ourselves; only chunked, the one coding we apply, is accepted.
             if value.strip().lower() != b"chunked":
