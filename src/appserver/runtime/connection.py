@@ -104,6 +104,32 @@ else:  # pragma: no cover - the transport's own buffer is all we can see
 COALESCE_LIMIT = 64 * 1024
 
 
+class Flusher:
+    """The end-of-iteration flush every connection of one loop shares.
+
+    A response head is held back until its first body message, and what an app sends within
+    one iteration leaves in one write; both need "flush at the end of this iteration". One
+    loop callback per iteration for all the connections that asked, not one per connection
+    (on a busy server it is one per request: the scheduling cost more than the flush).
+    Connections join ``pending`` in :meth:`Connection.schedule_flush`.
+    """
+
+    __slots__ = ("loop", "pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: list[Connection] = []
+
+    def run(self) -> None:
+        pending = self.pending
+        self.pending = []  # a flush that asks again is served by the next iteration
+        for connection in pending:
+            # False when the connection flushed since it asked (nearly always: the app sent
+            # its whole response), or it asked twice.
+            if connection._flush_scheduled:
+                connection.flush()
+
+
 class Connection(asyncio.Protocol):
     """The shared core; see the module docstring. Subclasses call :meth:`init_connection`."""
 
@@ -111,6 +137,7 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "_drain_waiter",
         "_flush_scheduled",
+        "_flusher",
         "_fresh_context",
         "_limit",
         "_out",
@@ -153,6 +180,10 @@ class Connection(asyncio.Protocol):
         self._out: list[bytes] | None = None
         self._out_size = 0
         self._flush_scheduled = False
+        flusher = server_state.flusher
+        if flusher is None or flusher.loop is not loop:
+            flusher = server_state.flusher = Flusher(loop)
+        self._flusher = flusher
         self._limit = limit_concurrency
         self._write_timeout = write_timeout
         self._write_timer: asyncio.TimerHandle | None = None
@@ -212,7 +243,10 @@ class Connection(asyncio.Protocol):
         """Flush at the end of this loop iteration."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.loop.call_soon(self.flush)
+            pending = self._flusher.pending
+            if not pending:
+                self.loop.call_soon(self._flusher.run)
+            pending.append(self)
 
     def flush(self) -> None:
         """Write everything buffered, in one write."""

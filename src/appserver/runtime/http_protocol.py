@@ -253,7 +253,7 @@ class HTTPProtocol(Connection):
             # (TRANSITIONS). Assigned, not set_phase()d: this runs on every request, and the
             # check costs more than the rest of this method (tests check the transitions).
             self.phase = ACTIVE
-            if self._takes_websocket(cycle):
+            if cycle.upgrade is not None and self._takes_websocket(cycle):
                 self.upgrading = cycle  # no HTTP app call: on_switch hands it over
             else:
                 self._start(cycle)
@@ -365,6 +365,9 @@ class HTTPProtocol(Connection):
     def response_complete(self, cycle: ASGICycle) -> None:
         """The app finished a response: log it, then move to the next request or close."""
         self.server_state.total_requests += 1
+        # Everything of this response is written (send() flushed its last bytes): the flush
+        # asked for when its head was held back is not owed any more (see Flusher.run).
+        self._flush_scheduled = False
         if self._access_log:
             log_access(cycle.scope, cycle.status)
         if cycle is not self.current or self.transport is None:

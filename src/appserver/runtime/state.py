@@ -11,6 +11,7 @@ from appserver.ops.health import Readiness
 from appserver.runtime.keepalive import KeepAliveTimers
 
 if TYPE_CHECKING:
+    from appserver.runtime.connection import Flusher
     from appserver.runtime.operations import Operations
 
 
@@ -25,6 +26,8 @@ class ServerState:
         self.defaults = DefaultHeaders()
         # The connections' keep-alive timeouts, created by the first connection (it has the loop).
         self.keep_alive: KeepAliveTimers | None = None
+        # The end-of-iteration flush of every connection, created by the first connection too.
+        self.flusher: Flusher | None = None
         # Request parsers no connection holds: as many as were ever in use at once, at most.
         self.idle_parsers: list[RequestParser] = []
         # Readiness: STARTING until lifespan startup completed and the sockets are served,
