@@ -102,9 +102,10 @@ class ServerProcess:
         return self.proc.pid
 
     def output(self) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-2000:]
+        # pread, not seek: the server shares this file's offset and would write over its log.
+        size = os.fstat(self.log.fileno()).st_size
+        tail = os.pread(self.log.fileno(), 8000, max(0, size - 8000))
+        return tail.decode(errors="replace")[-2000:]
 
 
 def _affinity(core: int | None) -> Callable[[], None] | None:

@@ -78,8 +78,14 @@ class Proc:
         return self.popen.pid
 
     def output(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode("utf-8", "replace")
+        # The child writes through the same open file, so it shares the file offset: a seek
+        # here would move where its next line lands, over lines already written (seen as a
+        # log line that "never printed"). pread reads without moving it.
+        fd, chunks, offset = self._log.fileno(), [], 0
+        while chunk := os.pread(fd, 1 << 20, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks).decode("utf-8", "replace")
 
     def alive(self) -> bool:
         return self.popen.poll() is None
