@@ -303,9 +303,10 @@ class RequestCycle:
             # _head would choose: decided once here, by the same pure function.
             self._whole_body_plain = (
                 WHOLE_BODY_SHORTCUT
-                and self._content_length is None
                 and not self._overrides
-                and response_framing(status, self.head_request, None, True, self.http_version)
+                and response_framing(
+                    status, self.head_request, self._content_length, True, self.http_version
+                )
                 is _LENGTH
             )
             self.response_state = _STARTED
@@ -330,15 +331,26 @@ class RequestCycle:
                 and self.request_complete
             ):
                 # The most common response: head and whole body in one formatting operation.
-                # Equivalent to _head + _frame for Framing.LENGTH on a persistent connection.
-                self.response_state = _DONE
-                return b"%s%s%scontent-length: %d\r\n\r\n%s" % (
-                    self._status_line,
-                    self.defaults.encoded,
-                    self._encoded_headers,
-                    len(body),
-                    body,
-                )
+                # Equivalent to _head + _frame for Framing.LENGTH on a persistent connection;
+                # a body that breaks the app's Content-Length takes that path to its error.
+                content_length = self._content_length
+                if content_length is None:
+                    self.response_state = _DONE
+                    return b"%s%s%scontent-length: %d\r\n\r\n%s" % (
+                        self._status_line,
+                        self.defaults.encoded,
+                        self._encoded_headers,
+                        len(body),
+                        body,
+                    )
+                if content_length == len(body):
+                    self.response_state = _DONE
+                    return b"%s%s%s\r\n%s" % (
+                        self._status_line,
+                        self.defaults.encoded,
+                        self._encoded_headers,
+                        body,
+                    )
             head = self._head(len(body), more_body)
             # _frame raises before changing state: a body that breaks its Content-Length
             # leaves the response unwritten, so fail() can still answer 500.
