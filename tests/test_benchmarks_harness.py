@@ -241,3 +241,29 @@ def test_ws_raw_weighted_percentile() -> None:
     assert ws_raw.weighted_percentile(samples, 50) == 1.0
     assert ws_raw.weighted_percentile(samples, 90) == 2.0
     assert ws_raw.weighted_percentile(samples, 99) == 3.0
+
+
+@pytest.mark.parametrize("app", ["hello", "echo"])
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_inprocess_loop_gets_a_whole_200_for_every_request(
+    app: str, http: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The profiling loop measures real answers: one complete 200 response per request."""
+    import uvloop
+    from benchmarks import apps, inprocess
+
+    written: list[bytes] = []
+    count = inprocess.CountingTransport.write
+
+    def write(self: inprocess.CountingTransport, data: bytes) -> None:
+        written.append(bytes(data))
+        count(self, data)
+
+    monkeypatch.setattr(inprocess.CountingTransport, "write", write)
+    assert uvloop.run(inprocess.measure(128, app, http)) > 0
+    body = apps.HELLO_BODY if app == "hello" else b"e" * 1024
+    assert len(written) == 128
+    for response in written:
+        head, _, rest = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and rest == body
+        assert b"\r\nserver: appserver\r\n" in head and b"\r\ndate: " in head
