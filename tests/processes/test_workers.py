@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -191,13 +192,18 @@ class Load:
                     response = client.get(url)
                 except httpx.TransportError as exc:
                     with self._lock:
-                        self.failures.append(repr(exc))
+                        # The wall-clock time, to find the moment in the server's log.
+                        self.failures.append(
+                            f"{datetime.now().time().isoformat('milliseconds')} {exc!r}"
+                        )
                     continue
                 with self._lock:
                     if response.status_code == 200:
                         self.ok += 1
                     else:
-                        self.failures.append(f"status {response.status_code}")
+                        self.failures.append(
+                            f"{datetime.now().time().isoformat('milliseconds')} status {response.status_code}"
+                        )
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Load]:
@@ -247,7 +253,7 @@ def test_zero_failed_requests_through_reload_recycling_and_scaling(tmp_path: Pat
             time.sleep(0.5)
         output = stop(proc)
     assert "reached limit_max_requests" in output, "no worker was recycled"
-    assert load.failures == [], (load.failures[:5], load.ok)
+    assert load.failures == [], (load.failures[:5], load.ok, output)
     assert load.ok > 1000
     print(f"served {load.ok} requests, none failed")
 
