@@ -349,6 +349,7 @@ class Server:
             server.close()
         for sock in sockets or []:
             sock.close()
+        state.draining = True
         for connection in list(state.connections):
             connection.shutdown()
         try:

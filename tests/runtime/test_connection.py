@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from appserver.runtime.connection import TRANSITIONS, Connection, Phase, PhaseError
-from tests.conftest import run, serve
+from tests.conftest import read_until_close, run, serve
 
 
 def test_every_phase_has_its_transitions_and_closed_is_final() -> None:
@@ -115,3 +115,49 @@ def test_a_drain_gives_idle_keep_alive_connections_a_last_call(http: str) -> Non
     assert last.startswith(b"HTTP/1.1 200 ") and b"connection: close\r\n" in last
     assert last.endswith(b"ok")
     assert idle_end == b""
+
+
+def test_a_connection_made_after_the_drain_began_drains_too(http: str) -> None:
+    """asyncio and uvloop build the protocol when they accept and call connection_made a
+    callback later: a connection accepted just before the listener closed is not among those
+    the drain goes through. It must drain all the same (its request answered with
+    connection: close, then closed), not stay a keep-alive connection the drain waits on until
+    its timeout closes it under a busy client's request."""
+    import dataclasses
+
+    from appserver import Config, Server
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def main() -> tuple[bytes, bool]:
+        config = Config(app=app, port=0, http=http, log_config=None, lifespan="off")
+        config.load()
+        server = Server(config)
+        base = config.http_protocol_class
+        draining: list[asyncio.Task[None]] = []
+
+        class AcceptedAsTheDrainBegins(base):  # type: ignore[misc,valid-type]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                # Called where the loop accepts; the drain's first step runs before this
+                # connection's connection_made does.
+                draining.append(asyncio.ensure_future(server.shutdown()))
+
+        config._loaded = dataclasses.replace(
+            config._require_loaded(), http_protocol_class=AcceptedAsTheDrainBegins
+        )
+        await server.startup()
+        port = server.servers[0].sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer, closed = await read_until_close(reader, 5)
+        writer.close()
+        await asyncio.wait_for(draining[0], 10)
+        return answer, closed
+
+    answer, closed = run(main())
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"ok")
+    assert b"connection: close\r\n" in answer
+    assert closed, "the connection stayed open"

@@ -173,6 +173,12 @@ class HTTPProtocol(Connection):
             extensions={"tls": tls.extension(transport)} if tls is not None else None,
         )
         self._set_idle()
+        if self.server_state.draining:
+            # Accepted before the listener closed, made after the drain went through the
+            # connections (asyncio and uvloop call connection_made a callback later): it
+            # drains as they do, or a busy client would keep it open until the drain's timeout
+            # closed it under a request.
+            self.shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         Connection.connection_lost(self, exc)
