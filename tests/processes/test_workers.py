@@ -191,19 +191,18 @@ class Load:
                 try:
                     response = client.get(url)
                 except httpx.TransportError as exc:
-                    with self._lock:
-                        # The wall-clock time, to find the moment in the server's log.
-                        self.failures.append(
-                            f"{datetime.now().time().isoformat('milliseconds')} {exc!r}"
-                        )
+                    self._failed(repr(exc))
+                    continue
+                if response.status_code != 200:
+                    self._failed(f"status {response.status_code}")
                     continue
                 with self._lock:
-                    if response.status_code == 200:
-                        self.ok += 1
-                    else:
-                        self.failures.append(
-                            f"{datetime.now().time().isoformat('milliseconds')} status {response.status_code}"
-                        )
+                    self.ok += 1
+
+    def _failed(self, what: str) -> None:
+        # With the wall-clock time, to find the moment in the server's log.
+        with self._lock:
+            self.failures.append(f"{datetime.now().time().isoformat('milliseconds')} {what}")
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Load]:

@@ -145,8 +145,6 @@ class HTTPProtocol(Connection):
             keep_alive = server_state.keep_alive = KeepAliveTimers(loop)
         self._keep_alive = keep_alive
         self._access_log = config.access_log and access_logger.isEnabledFor(logging.INFO)
-        if server_state.winding_down:
-            self._requests_limit = 1  # timeouts.shutdown_delay: one request, then close
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -173,12 +171,15 @@ class HTTPProtocol(Connection):
             extensions={"tls": tls.extension(transport)} if tls is not None else None,
         )
         self._set_idle()
-        if self.server_state.draining:
-            # Accepted before the listener closed, made after the drain went through the
-            # connections (asyncio and uvloop call connection_made a callback later): it
-            # drains as they do, or a busy client would keep it open until the drain's timeout
-            # closed it under a request.
+        # The server's shutdown steps go through state.connections, which a connection joins
+        # here, a loop callback after it was accepted (asyncio and uvloop alike): one accepted
+        # before a step and made after it catches up now, or it would stay a keep-alive
+        # connection the drain waits on until something closes it under a request.
+        state = self.server_state
+        if state.draining:
             self.shutdown()
+        elif state.winding_down:
+            self.wind_down()  # timeouts.shutdown_delay: one request, then close
 
     def connection_lost(self, exc: Exception | None) -> None:
         Connection.connection_lost(self, exc)

@@ -35,8 +35,7 @@ class ServerState:
         self.readiness = Readiness.STARTING
         # timeouts.shutdown_delay under way: every response says connection: close.
         self.winding_down = False
-        # The drain began (Server.shutdown): a connection whose connection_made comes after
-        # it (accepted in the same loop iteration, before the listener closed) drains too.
+        # The drain began (Server.shutdown): a connection made from now on drains at once.
         self.draining = False
         # The operations endpoints, metrics, request ids and access-line format (None when
         # none of them is configured), set by the server before it accepts.
