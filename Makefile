@@ -10,8 +10,10 @@ CONFIG ?= configs/example.toml
 
 install: $(STAMP)
 
-# The compiled accelerator (setup.py) is rebuilt when one of its sources changes.
-ACCEL_SOURCES := $(wildcard src/appserver/http/*.py) src/appserver/_accel.py setup.py
+# The compiled accelerator (setup.py) is rebuilt when one of its sources changes: the modules
+# _accel.COMPILED names, read off the file (the package is not importable before install).
+ACCEL_MODULES := $(shell grep -o '"appserver\.[a-z_.]*",' src/appserver/_accel.py | tr -d '",')
+ACCEL_SOURCES := $(patsubst %,src/%.py,$(subst .,/,$(ACCEL_MODULES))) src/appserver/_accel.py setup.py
 
 $(STAMP): pyproject.toml $(ACCEL_SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -31,7 +31,7 @@ def _extensions() -> list[object]:
         from mypyc.build import mypycify
 
         # No config file: pyproject's [tool.mypy] names the pydantic plugin, which the build
-        # environment lacks; these modules import no pydantic.
+        # environment lacks; these modules import no pydantic at run time.
         extensions = mypycify(
             ["--config-file=", "--follow-imports=silent", "--ignore-missing-imports",
              *_compiled_modules()],

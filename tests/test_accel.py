@@ -14,9 +14,11 @@ from appserver import _accel
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Whether the accelerator is active, and the file kinds every module of COMPILED came from.
 PROBE = (
-    "import appserver, appserver.http.cycle as c, appserver._accel as a; "
-    "print(a.USE_COMPILED, c.__file__.rsplit('.', 1)[-1])"
+    "import importlib, appserver, appserver._accel as a; "
+    "kinds = {importlib.import_module(m).__file__.rsplit('.', 1)[-1] for m in a.COMPILED}; "
+    "print(a.USE_COMPILED, *sorted(kinds))"
 )
 
 

@@ -1,4 +1,9 @@
-"""The compiled accelerator: the sans-IO HTTP modules built with mypyc, when they were.
+"""The compiled accelerator: the request path built with mypyc, when it was.
+
+:data:`COMPILED` is the sans-IO HTTP core (the cycle, the parser adapters, framing, limits) and
+the runtime's per-request path (the HTTP protocol, the connection core, the ASGI cycle's
+``receive``/``send``): with them compiled, the only Python frames a plain request runs are the
+app's and asyncio's own.
 
 ``make install`` (``pip install -e .``) compiles :data:`COMPILED` into extension modules beside
 their sources (setup.py; mypyc compiles the same mypy-strict code, nothing is written twice).
@@ -29,8 +34,19 @@ COMPILED: tuple[str, ...] = (
     "appserver.http.response",
     "appserver.http.strict",
     "appserver.http.target",
+    "appserver.runtime.asgi_cycle",
+    "appserver.runtime.connection",
+    "appserver.runtime.http_protocol",
 )
 PURE_VARIABLE = "APPSERVER_PURE_PYTHON"  # not a setting: read before any config exists
+
+try:
+    from mypy_extensions import mypyc_attr as mypyc_attr  # re-exported: the compiled modules use it
+except ImportError:  # pure Python without mypy installed: the decorator only informs mypyc
+
+    def mypyc_attr(*_: str, **__: object) -> Any:  # type: ignore[misc]
+        return lambda cls: cls
+
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 

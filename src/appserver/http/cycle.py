@@ -18,16 +18,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from appserver._accel import mypyc_attr
 from appserver.errors import ClientDisconnected, ProtocolError
-
-try:
-    from mypy_extensions import mypyc_attr
-except ImportError:  # pure Python without mypy installed: the decorator only informs mypyc
-
-    def mypyc_attr(*_: str, **__: object) -> Any:  # type: ignore[misc]
-        return lambda cls: cls
-
-
 from appserver.http.forwarded import PROXY_FIELDS, apply_forwarded
 from appserver.http.framing import Framing, request_keeps_alive, response_framing
 from appserver.http.proxy import TrustedProxies

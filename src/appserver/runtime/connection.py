@@ -33,6 +33,7 @@ import struct
 import sys
 from typing import TYPE_CHECKING, Any
 
+from appserver._accel import mypyc_attr
 from appserver.runtime.logs import logger
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def cancelled_by_peer() -> bool:
     return cancelling is not None and not cancelling()
 
 
+@mypyc_attr(native_class=False)  # mypyc cannot subclass RuntimeError natively
 class PhaseError(RuntimeError):
     """A transition :data:`TRANSITIONS` does not allow: a bug in the runtime."""
 
@@ -130,6 +132,9 @@ class Flusher:
                 connection.flush()
 
 
+# Compiled (appserver._accel); subclassed by WebSocketProtocol, HTTPProtocol and through them by
+# interpreted classes (the instrumented and proxied protocols, a user's own).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Connection(asyncio.Protocol):
     """The shared core; see the module docstring. Subclasses call :meth:`init_connection`."""
 

@@ -19,6 +19,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from appserver._accel import mypyc_attr
 from appserver.errors import ClientDisconnected, ProtocolError
 from appserver.http.cycle import ConnectionInfo, ResponseState
 from appserver.http.limits import CONTENT_TOO_LARGE
@@ -62,6 +63,8 @@ MAX_IDLE_PARSERS = 256
 LAST_CALL = 0.25
 
 
+# Compiled (appserver._accel): the instrumented and proxied protocols extend it, interpreted.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class HTTPProtocol(Connection):
     """One client connection speaking HTTP/1.1."""
 
