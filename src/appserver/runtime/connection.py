@@ -133,7 +133,7 @@ class Flusher:
 
 
 # Compiled (appserver._accel); subclassed by WebSocketProtocol, HTTPProtocol and through them by
-# interpreted classes (the instrumented and proxied protocols, a user's own).
+# interpreted classes (the instrumented and proxied protocols).
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Connection(asyncio.Protocol):
     """The shared core; see the module docstring. Subclasses call :meth:`init_connection`."""
