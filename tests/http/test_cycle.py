@@ -69,6 +69,48 @@ def test_whole_body_shortcut_is_a_different_path_to_the_same_bytes(
     assert written[True] == written[False]
 
 
+@pytest.mark.parametrize("shortcut", [True, False])
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_big_body_comes_back_beside_its_head_not_copied(
+    monkeypatch: pytest.MonkeyPatch, shortcut: bool, declared: bool
+) -> None:
+    # From VECTOR_LIMIT on, the body is returned as its own piece, the app's very object (the
+    # runtime writes the pieces in one vectored write); together they are the same bytes.
+    monkeypatch.setattr(cycle_module, "WHOLE_BODY_SHORTCUT", shortcut)
+    data = b"x" * cycle_module.VECTOR_LIMIT
+    cycle = make_cycle()
+    cycle.end_request()
+    headers = [(b"content-length", str(len(data)).encode())] if declared else []
+    cycle.on_send({**START, "headers": headers})
+    out = cycle.on_send(body(data))
+    assert isinstance(out, list) and out[-1] is data
+    head = b"HTTP/1.1 200 OK\r\nserver: appserver\r\ncontent-length: %d\r\n\r\n" % len(data)
+    assert b"".join(out) == head + data
+    assert cycle.response_complete
+
+
+def test_a_body_below_the_vector_limit_is_one_buffer_with_its_head() -> None:
+    size = cycle_module.VECTOR_LIMIT - 1
+    for more in (False, True):
+        cycle = make_cycle()
+        cycle.end_request()
+        # Declared, so a streamed body is not chunk-framed (which would make it bigger).
+        cycle.on_send({**START, "headers": [(b"content-length", b"%d" % (size + more))]})
+        out = cycle.on_send(body(b"x" * size, more=more))
+        assert isinstance(out, bytes) and out.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_a_big_first_chunk_of_a_stream_comes_back_beside_the_head() -> None:
+    data = b"y" * cycle_module.VECTOR_LIMIT
+    cycle = make_cycle()
+    cycle.end_request()
+    cycle.on_send({**START, "headers": [(b"content-length", b"%d" % (len(data) + 1))]})
+    out = cycle.on_send(body(data, more=True))
+    assert isinstance(out, list) and out[-1] is data
+    assert b"".join(out).endswith(b"content-length: %d\r\n\r\n" % (len(data) + 1) + data)
+    assert cycle.on_send(body(b"z")) == b"z" and cycle.response_complete
+
+
 def test_streamed_response_is_chunked() -> None:
     cycle = make_cycle()
     cycle.end_request()

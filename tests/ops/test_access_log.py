@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import httpx
 import pytest
@@ -146,3 +147,36 @@ def test_templates_with_format_specs_are_refused(fmt: str) -> None:
     # Every value is written as escaped text: a spec would fail on every response.
     with pytest.raises(ConfigError, match="expected plain"):
         Config(app=hello, access_log_format=fmt)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_bytes_counts_a_big_body_written_as_pieces(
+    http: str, streamed: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # From appserver.http.cycle.VECTOR_LIMIT on, a body leaves beside its head, not copied into
+    # one buffer with it (a vectored write): the count must still be every byte sent.
+    caplog.set_level(logging.INFO, logger="appserver.access")
+    size = 64 * 1024
+
+    async def big(scope: dict[str, object], receive: object, send: Any) -> None:
+        headers = [(b"content-length", str(size).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if streamed:
+            await send({"type": "http.response.body", "body": b"a" * 10, "more_body": True})
+            await send({"type": "http.response.body", "body": b"b" * (size - 10)})
+        else:
+            await send({"type": "http.response.body", "body": b"b" * size})
+
+    async def main() -> bytes:
+        async with serve(big, http, access_log=True, access_log_format="json") as (_, port):
+            data, _ = await exchange(
+                port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            return data
+
+    data = run(main())
+    head, _, received = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert received == (b"a" * 10 + b"b" * (size - 10) if streamed else b"b" * size)
+    [line] = access_lines(caplog)
+    assert json.loads(line)["bytes"] == len(data)

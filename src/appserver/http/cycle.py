@@ -7,7 +7,8 @@ feeds it body bytes and the end of the request, and lets the app drive it:
   when the runtime must wait for more bytes (or a disconnect) first.
 * ``on_send(message)`` is the synchronous half of ASGI ``send()``: it checks the message against
   the response state and returns the bytes to write (often ``b""`` until there is something
-  worth a write: the head is held back so that head and a whole body go out in one write).
+  worth a write: the head is held back so that head and a whole body go out in one write), or
+  for a big body the pieces to write together, so it is not copied (:data:`Output`).
 
 Both parser adapters share this code, so h11 and httptools answer the same bytes.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from appserver._accel import mypyc_attr
 from appserver.errors import ClientDisconnected, ProtocolError
@@ -101,6 +102,17 @@ _STARTED = ResponseState.STARTED
 _STREAMING = ResponseState.STREAMING
 _DONE = ResponseState.DONE
 _LENGTH = Framing.LENGTH
+
+# A body at least this large is not copied into one buffer with its head: on_send returns the
+# pieces (see Output), which the runtime hands to one vectored write (writev). Below it the copy
+# is as cheap as the vector; from here on the vector wins (uvloop on a socket, head + body:
+# 1.9 against 1.4-1.6 us at 4 KiB, 3.4 against 2.2-2.4 at 16 KiB; a 64 KiB response 17.7 ->
+# 16.5 us of server CPU, `make bench` big-64k).
+VECTOR_LIMIT = 4 * 1024
+
+# What on_send returns: the bytes to write, or, for a body of VECTOR_LIMIT bytes or more, the
+# pieces to write together, in order (never empty pieces).
+Output: TypeAlias = bytes | list[bytes]
 
 
 # False: the common whole-body response is framed by _head and _frame like every other, not by
@@ -265,8 +277,9 @@ class RequestCycle:
         return None
 
     # --- response side: driven by the app -------------------------------------------------------
-    def on_send(self, message: Any) -> bytes:
-        """Check one ASGI message against the response state; return the bytes to write."""
+    def on_send(self, message: Any) -> Output:
+        """Check one ASGI message against the response state; return what to write (bytes, or
+        a big body's pieces: see :data:`Output`)."""
         try:
             message_type = message["type"]
         except (TypeError, KeyError):
@@ -326,17 +339,33 @@ class RequestCycle:
                 # Equivalent to _head + _frame for Framing.LENGTH on a persistent connection;
                 # a body that breaks the app's Content-Length takes that path to its error.
                 content_length = self._content_length
+                size = len(body)
                 if content_length is None:
                     self.response_state = _DONE
+                    if size >= VECTOR_LIMIT:
+                        head = b"%s%s%scontent-length: %d\r\n\r\n" % (
+                            self._status_line,
+                            self.defaults.encoded,
+                            self._encoded_headers,
+                            size,
+                        )
+                        return [head, body]
                     return b"%s%s%scontent-length: %d\r\n\r\n%s" % (
                         self._status_line,
                         self.defaults.encoded,
                         self._encoded_headers,
-                        len(body),
+                        size,
                         body,
                     )
-                if content_length == len(body):
+                if content_length == size:
                     self.response_state = _DONE
+                    if size >= VECTOR_LIMIT:
+                        head = b"%s%s%s\r\n" % (
+                            self._status_line,
+                            self.defaults.encoded,
+                            self._encoded_headers,
+                        )
+                        return [head, body]
                     return b"%s%s%s\r\n%s" % (
                         self._status_line,
                         self.defaults.encoded,
@@ -349,7 +378,9 @@ class RequestCycle:
             data = self._frame(body, more_body)
             if self.response_state is _STARTED:
                 self.response_state = _STREAMING
-            return head + data if data else head
+            if not data:
+                return head
+            return [head, data] if len(data) >= VECTOR_LIMIT else head + data
         return self._frame(body, more_body)
 
     def start_streaming(self) -> bytes:

@@ -34,6 +34,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from appserver._accel import mypyc_attr
+from appserver.http.cycle import VECTOR_LIMIT, Output
 from appserver.runtime.logs import logger
 
 if TYPE_CHECKING:
@@ -225,9 +226,22 @@ class Connection(asyncio.Protocol):
             self.set_phase(CLOSING)
 
     # --- the one write buffer ------------------------------------------------------------------
-    def write(self, data: bytes, flush: bool) -> None:
-        """Send ``data``: now if ``flush``, else with whatever else this loop iteration sends."""
+    def write(self, data: Output, flush: bool) -> None:
+        """Send ``data``: now if ``flush``, else with whatever else this loop iteration sends.
+
+        ``data`` is bytes, or a big body's pieces (appserver.http.cycle.Output), which go out
+        now, after what is buffered, in one vectored write without being copied together.
+        """
         out = self._out
+        if isinstance(data, list):
+            if out:
+                out.extend(data)
+            else:
+                self._out = data
+            for piece in data:
+                self._out_size += len(piece)
+            self.flush()
+            return
         if out:
             out.append(data)
             self._out_size += len(data)
@@ -254,15 +268,23 @@ class Connection(asyncio.Protocol):
             pending.append(self)
 
     def flush(self) -> None:
-        """Write everything buffered, in one write."""
+        """Write everything buffered, in one write: one buffer, or a vector of them when they
+        are big (appserver.http.cycle.VECTOR_LIMIT: copying them together would cost more)."""
         self._flush_scheduled = False
         out = self._out
         if out:
-            data = b"".join(out) if len(out) > 1 else out[0]
+            size = self._out_size
             self._out = None
             self._out_size = 0
-            if self.transport is not None:
-                self.transport.write(data)
+            transport = self.transport
+            if transport is None:
+                return
+            if len(out) == 1:
+                transport.write(out[0])
+            elif size >= VECTOR_LIMIT:
+                transport.writelines(out)
+            else:
+                transport.write(b"".join(out))
 
     # --- flow control --------------------------------------------------------------------------
     def pause_writing(self) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from appserver.http.cycle import Output
 from appserver.ops.health import not_found
 from appserver.runtime.asgi_cycle import ASGICycle, service_unavailable
 from appserver.runtime.http_protocol import HTTPProtocol
@@ -114,8 +115,11 @@ class CountingHTTPProtocol(InstrumentedHTTPProtocol):
         self.bytes_received += len(data)
         HTTPProtocol.data_received(self, data)
 
-    def write(self, data: bytes, flush: bool) -> None:
-        self.bytes_sent += len(data)
+    def write(self, data: Output, flush: bool) -> None:
+        if isinstance(data, list):  # a big body's pieces
+            self.bytes_sent += sum(len(piece) for piece in data)
+        else:
+            self.bytes_sent += len(data)
         HTTPProtocol.write(self, data, flush)
 
 

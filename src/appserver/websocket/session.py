@@ -46,7 +46,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from appserver.errors import ClientDisconnected, ProtocolError
-from appserver.http.cycle import ASGI_VERSIONS, RequestCycle
+from appserver.http.cycle import ASGI_VERSIONS, Output, RequestCycle
 from appserver.http.response import scan_headers, simple_response
 from appserver.websocket.frames import (
     FAST_BINARY,
@@ -498,7 +498,7 @@ class WebSocketSession:
         cycle = self.cycle
         if message["type"] == "websocket.http.response.start":
             cycle.keep_alive = False  # the connection ends with this response
-            self._out.append(
+            self._output(
                 cycle.on_send(
                     {
                         "type": "http.response.start",
@@ -519,12 +519,19 @@ class WebSocketSession:
         if cycle.response_complete:
             self.end_with(data)
         else:
+            self._output(data)
+
+    def _output(self, data: Output) -> None:
+        """Queue what the HTTP cycle returned: bytes, or a big body's pieces."""
+        if isinstance(data, list):
+            self._out.extend(data)
+        elif data:
             self._out.append(data)
 
-    def end_with(self, data: bytes | None) -> None:
+    def end_with(self, data: Output | None) -> None:
         """No WebSocket after all: write ``data`` (an HTTP response) if any, then close."""
         if data:
-            self._out.append(data)
+            self._output(data)
         self.state = _CLOSED
         self._close_after = True
         self._queue_disconnect()
