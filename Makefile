@@ -46,3 +46,4 @@ reference: install
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find src -name '*.so' -delete  # the compiled accelerator, and mypyc's shared library
