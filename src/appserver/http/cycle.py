@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from appserver._accel import mypyc_attr
 from appserver.errors import ClientDisconnected, ProtocolError
@@ -33,8 +33,8 @@ from appserver.http.response import (
 )
 from appserver.http.target import split_target
 
-ASGI_VERSIONS = {"version": "3.0", "spec_version": "2.4"}
-_CYCLE_HEADERS = frozenset(
+ASGI_VERSIONS: Final = {"version": "3.0", "spec_version": "2.4"}
+_CYCLE_HEADERS: Final = frozenset(
     (
         b"connection",
         b"expect",
@@ -97,18 +97,18 @@ class ResponseState(enum.Enum):
     DONE = "done"  # response complete
 
 
-_WAITING = ResponseState.WAITING
-_STARTED = ResponseState.STARTED
-_STREAMING = ResponseState.STREAMING
-_DONE = ResponseState.DONE
-_LENGTH = Framing.LENGTH
+_WAITING: Final = ResponseState.WAITING
+_STARTED: Final = ResponseState.STARTED
+_STREAMING: Final = ResponseState.STREAMING
+_DONE: Final = ResponseState.DONE
+_LENGTH: Final = Framing.LENGTH
 
 # A body at least this large is not copied into one buffer with its head: on_send returns the
 # pieces (see Output), which the runtime hands to one vectored write (writev). Below it the copy
 # is as cheap as the vector; from here on the vector wins (uvloop on a socket, head + body:
 # 1.9 against 1.4-1.6 us at 4 KiB, 3.4 against 2.2-2.4 at 16 KiB; a 64 KiB response 17.7 ->
 # 16.5 us of server CPU, `make bench` big-64k).
-VECTOR_LIMIT = 4 * 1024
+VECTOR_LIMIT: Final = 4 * 1024
 
 # What on_send returns: the bytes to write, or, for a body of VECTOR_LIMIT bytes or more, the
 # pieces to write together, in order (never empty pieces).

@@ -19,15 +19,17 @@ scheme, host and port come from the right-most value, the one our peer wrote.
 
 from __future__ import annotations
 
+from typing import Final
+
 from appserver.http.proxy import TrustedProxies
 
-X_FORWARDED = frozenset(
+X_FORWARDED: Final = frozenset(
     (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port")
 )
-FORWARDED = frozenset((b"forwarded",))
-PROXY_FIELDS = X_FORWARDED | FORWARDED
+FORWARDED: Final = frozenset((b"forwarded",))
+PROXY_FIELDS: Final = X_FORWARDED | FORWARDED
 
-_SCHEMES = frozenset(("http", "https", "ws", "wss"))
+_SCHEMES: Final = frozenset(("http", "https", "ws", "wss"))
 
 
 def _last(value: bytes) -> str:

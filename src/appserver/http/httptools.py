@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Final
 
 import httptools
 
@@ -11,14 +12,14 @@ from appserver.http.parser import CLOSE, SWITCH, BadRequest, ParserSink
 from appserver.http.strict import GOOD_HOSTS, KNOWN_METHODS, check_request, check_version
 
 # A whole request line: (method SP target SP "HTTP/"), with (method), then (major "." minor).
-_REQUEST_LINE = re.compile(rb"(([!-~]+) [!-~]+ HTTP/)([0-9]\.[0-9])\r\n")
+_REQUEST_LINE: Final = re.compile(rb"(([!-~]+) [!-~]+ HTTP/)([0-9]\.[0-9])\r\n")
 # The start of a request line that has not ended yet (a prefix of the above).
-_LINE_SO_FAR = re.compile(
+_LINE_SO_FAR: Final = re.compile(
     rb"[!-~]+(?: [!-~]*(?: (?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.(?:[0-9]\r?)?)?)?)?)?)?)?)?)?)?"
 )
 
 
-_OWS = (0x20, 0x09)
+_OWS: Final = (0x20, 0x09)
 
 
 def _parsed(data: bytes) -> tuple[bool, bool, _Boundaries]:

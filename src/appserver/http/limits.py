@@ -13,15 +13,16 @@ line too long is 414, too many or too large header fields are 431.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from appserver.http.parser import BadRequest
 
-CONTENT_TOO_LARGE = 413
-URI_TOO_LONG = 414
-HEADERS_TOO_LARGE = 431
+CONTENT_TOO_LARGE: Final = 413
+URI_TOO_LONG: Final = 414
+HEADERS_TOO_LARGE: Final = 431
 
 # "METHOD SP target SP HTTP/1.1": what the line holds besides the method and the target.
-LINE_OVERHEAD = 10
+LINE_OVERHEAD: Final = 10
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ runtime does that so idle keep-alive connections do not each keep a parser.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from appserver.errors import ProtocolError
 
@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 
 
 # What on_request_end returns.
-CONTINUE = 0
-SWITCH = 1
-CLOSE = 2
+CONTINUE: Final = 0
+SWITCH: Final = 1
+CLOSE: Final = 2
 
 
 class BadRequest(ProtocolError):
@@ -82,4 +82,4 @@ class _Unattached:
         raise RuntimeError("an unattached parser was fed")
 
 
-UNATTACHED: ParserSink = _Unattached()
+UNATTACHED: Final[ParserSink] = _Unattached()

@@ -5,20 +5,20 @@ from __future__ import annotations
 import http
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from appserver.errors import ProtocolError
 
-_STATUS_LINES: dict[int, bytes] = {}
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_STATUS_LINES: Final[dict[int, bytes]] = {}
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # RFC 9110 §5.5: field values are visible characters, spaces and tabs; CR, LF and NUL never.
-_FIELD_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
+_FIELD_VALUE: Final = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
 # Header names the app commonly sends, already checked and lower-cased: most responses skip
 # the regex entirely.
-_NAMES: dict[bytes, bytes] = {}
-_NAMES_MAX = 512
+_NAMES: Final[dict[bytes, bytes]] = {}
+_NAMES_MAX: Final = 512
 
-CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+CONTINUE_100: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def status_line(status: int) -> bytes:
@@ -58,15 +58,17 @@ def _lower_name(name: Any) -> bytes:
 AppHeaders = tuple[bytes, int | None, bool, bool, frozenset[bytes]]
 
 
-_NO_OVERRIDES: frozenset[bytes] = frozenset()
+_NO_OVERRIDES: Final[frozenset[bytes]] = frozenset()
 
 
 # Header lines already checked, keyed by the app's (name, value) tuple: frameworks send the same
 # content-type and cache-control pairs on every response, and a dict hit is cheaper than the
 # regexes. Only headers with no framing meaning are cached; the cache stops growing when full.
-_CHECKED_LINES: dict[tuple[bytes, bytes], bytes] = {}
-_CHECKED_LINES_MAX = 2048
-_SPECIAL = frozenset((b"content-length", b"transfer-encoding", b"connection", b"server", b"date"))
+_CHECKED_LINES: Final[dict[tuple[bytes, bytes], bytes]] = {}
+_CHECKED_LINES_MAX: Final = 2048
+_SPECIAL: Final = frozenset(
+    (b"content-length", b"transfer-encoding", b"connection", b"server", b"date")
+)
 
 
 def scan_headers(headers: Iterable[Any]) -> AppHeaders:

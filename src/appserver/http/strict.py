@@ -27,15 +27,16 @@ answer. The policy, in RFC order:
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from appserver.http.limits import CONTENT_TOO_LARGE
 from appserver.http.parser import BadRequest
 
-NOT_IMPLEMENTED = 501
-VERSION_NOT_SUPPORTED = 505
+NOT_IMPLEMENTED: Final = 501
+VERSION_NOT_SUPPORTED: Final = 505
 
 # The request methods llhttp accepts in request mode (llhttp's HTTP method table).
-KNOWN_METHODS = frozenset(
+KNOWN_METHODS: Final = frozenset(
     b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH "
     b"SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY "
     b"SUBSCRIBE UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
@@ -43,21 +44,21 @@ KNOWN_METHODS = frozenset(
 
 # uri-host [":" port] (RFC 3986 §3.2.2): an IP-literal in brackets, or a reg-name / IPv4 of
 # unreserved, pct-encoded and sub-delims characters; never "@" (userinfo), "/", spaces.
-_HOST = re.compile(
+_HOST: Final = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?",
 )
 
 # Host values already found valid: a server sees the same few on nearly every request, and a set
 # lookup is cheaper than the regex. Bounded, like the response header cache.
-GOOD_HOSTS: set[bytes] = set()
-GOOD_HOSTS_MAX = 1024
+GOOD_HOSTS: Final[set[bytes]] = set()
+GOOD_HOSTS_MAX: Final = 1024
 
 # In a raw head: a control character other than HTAB, CR and LF; a CR not followed by LF; an
 # LF not preceded by CR; a line that begins with SP or HTAB (obs-fold).
-_BAD_RAW = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]")
+_BAD_RAW: Final = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]")
 
 
-_VERSION_LINE = re.compile(rb"([!-~]+) [!-~]+ HTTP/([0-9]\.[0-9])\r\n")
+_VERSION_LINE: Final = re.compile(rb"([!-~]+) [!-~]+ HTTP/([0-9]\.[0-9])\r\n")
 
 
 def check_raw_head(head: bytes) -> None:
@@ -174,12 +175,12 @@ def check_request(
 
 # chunk-size [ chunk-ext ] (RFC 9112 §7.1, §7.1.1): 1 to 16 hex digits (a size that fits in 64
 # bits, as llhttp requires), then extensions with BWS only around ";" and "=".
-_CHUNK_LINE = re.compile(
+_CHUNK_LINE: Final = re.compile(
     rb"[0-9A-Fa-f]{1,16}"
     rb"(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
     rb"(?:[ \t]*=[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|\"(?:[^\"\\\\\r\n]|\\\\.)*\"))?)*"
 )
-_MAX_CHUNK_LINE = 4096
+_MAX_CHUNK_LINE: Final = 4096
 
 
 class ChunkedChecker:

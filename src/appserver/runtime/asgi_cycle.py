@@ -9,7 +9,7 @@ one write buffer, waiting for a slow client to drain. The connection
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from appserver.http.cycle import RequestCycle, ResponseState
 from appserver.runtime.connection import cancelled_by_peer
@@ -30,8 +30,8 @@ async def service_unavailable(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"Service Unavailable"})
 
 
-_STARTED = ResponseState.STARTED
-_DONE = ResponseState.DONE
+_STARTED: Final = ResponseState.STARTED
+_DONE: Final = ResponseState.DONE
 
 
 class ASGICycle(RequestCycle):

@@ -31,7 +31,7 @@ import enum
 import socket
 import struct
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from appserver._accel import mypyc_attr
 from appserver.http.cycle import VECTOR_LIMIT, Output
@@ -57,17 +57,17 @@ class Phase(enum.Enum):
     __hash__ = object.__hash__
 
 
-NEW = Phase.NEW
-IDLE = Phase.IDLE
-HEAD = Phase.HEAD
-ACTIVE = Phase.ACTIVE
-CLOSING = Phase.CLOSING
-UPGRADED = Phase.UPGRADED
-CLOSED = Phase.CLOSED
+NEW: Final = Phase.NEW
+IDLE: Final = Phase.IDLE
+HEAD: Final = Phase.HEAD
+ACTIVE: Final = Phase.ACTIVE
+CLOSING: Final = Phase.CLOSING
+UPGRADED: Final = Phase.UPGRADED
+CLOSED: Final = Phase.CLOSED
 
 # The transitions a connection may make. Pipelined requests stay ACTIVE from one to the next;
 # CLOSED is reached from anywhere (the client may go away at any time) and leads nowhere.
-TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+TRANSITIONS: Final[dict[Phase, frozenset[Phase]]] = {
     NEW: frozenset({HEAD, ACTIVE, CLOSING, CLOSED}),
     IDLE: frozenset({HEAD, ACTIVE, CLOSING, CLOSED}),
     HEAD: frozenset({ACTIVE, CLOSING, CLOSED}),
@@ -92,7 +92,7 @@ class PhaseError(RuntimeError):
     """A transition :data:`TRANSITIONS` does not allow: a bug in the runtime."""
 
 
-_LINGER_RESET = struct.pack("ii", 1, 0)  # l_onoff=1, l_linger=0: close() sends RST
+_LINGER_RESET: Final = struct.pack("ii", 1, 0)  # l_onoff=1, l_linger=0: close() sends RST
 
 if sys.platform == "linux":
     import fcntl
@@ -104,7 +104,7 @@ else:  # pragma: no cover - the transport's own buffer is all we can see
 
 # Buffered writes go out once they reach this many bytes, so an app sending big chunks or
 # messages in a loop still meets the transport's flow control (pause_writing) promptly.
-COALESCE_LIMIT = 64 * 1024
+COALESCE_LIMIT: Final = 64 * 1024
 
 
 class Flusher:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from appserver._accel import mypyc_attr
 from appserver.errors import ClientDisconnected, ProtocolError
@@ -46,11 +46,11 @@ if TYPE_CHECKING:
     from appserver.runtime.tls import ServerTLS
 
 # Buffer this much unread request body before we stop reading from the socket.
-HIGH_WATER = 64 * 1024
+HIGH_WATER: Final = 64 * 1024
 
-REQUEST_TIMEOUT = 408
-_STARTED = ResponseState.STARTED
-_DONE = ResponseState.DONE
+REQUEST_TIMEOUT: Final = 408
+_STARTED: Final = ResponseState.STARTED
+_DONE: Final = ResponseState.DONE
 
 
 # Parsers the server keeps for whichever connection reads a request next (see
@@ -60,7 +60,7 @@ MAX_IDLE_PARSERS = 256
 # On a graceful stop, how long an idle keep-alive connection may still bring one request
 # (answered with connection: close) before it is closed: long enough for a busy client's next
 # request, short enough not to hold the drain.
-LAST_CALL = 0.25
+LAST_CALL: Final = 0.25
 
 
 # Compiled (appserver._accel): the instrumented and proxied protocols extend it, interpreted.
