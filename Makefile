@@ -12,7 +12,7 @@ install: $(STAMP)
 
 # The compiled accelerator (setup.py) is rebuilt when one of its sources changes: the modules
 # _accel.COMPILED names, read off the file (the package is not importable before install).
-ACCEL_MODULES := $(shell grep -o '"appserver\.[a-z_.]*",' src/appserver/_accel.py | tr -d '",')
+ACCEL_MODULES := $(shell grep -o '"appserver\.[A-Za-z0-9_.]*"' src/appserver/_accel.py | tr -d '"')
 ACCEL_SOURCES := $(patsubst %,src/%.py,$(subst .,/,$(ACCEL_MODULES))) src/appserver/_accel.py setup.py
 
 $(STAMP): pyproject.toml $(ACCEL_SOURCES)

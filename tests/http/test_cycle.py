@@ -87,6 +87,7 @@ def test_a_big_body_comes_back_beside_its_head_not_copied(
     head = b"HTTP/1.1 200 OK\r\nserver: appserver\r\ncontent-length: %d\r\n\r\n" % len(data)
     assert b"".join(out) == head + data
     assert cycle.response_complete
+    assert hasattr(cycle, "_framing") is not shortcut  # the monkeypatch took: both paths ran
 
 
 def test_a_body_below_the_vector_limit_is_one_buffer_with_its_head() -> None:

@@ -161,3 +161,103 @@ def test_a_connection_made_after_the_drain_began_drains_too(http: str) -> None:
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"ok")
     assert b"connection: close\r\n" in answer
     assert closed, "the connection stayed open"
+
+
+class RecordingTransport:
+    """The real transport, with every write and writelines call recorded."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self.calls: list[tuple[str, list[bytes]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", [data]))
+        self._transport.write(data)
+
+    def writelines(self, pieces: list[bytes]) -> None:
+        self.calls.append(("writelines", list(pieces)))
+        self._transport.writelines(pieces)
+
+
+BIG = b"b" * (64 * 1024)
+
+
+async def _big(scope: Any, receive: Any, send: Any) -> None:
+    headers = [(b"content-length", str(len(BIG)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": BIG})
+
+
+async def _small_pieces(scope: Any, receive: Any, send: Any) -> None:
+    # 4 x 2 KiB, then an empty final message (how Django ends a streamed response): the
+    # buffered pieces pass VECTOR_LIMIT together, though none is big.
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"8192")]}
+    )
+    for _ in range(4):
+        await send({"type": "http.response.body", "body": b"s" * 2048, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _recorded(app: Any, http: str, loop: str) -> tuple[bytes, list[tuple[str, list[bytes]]]]:
+    import dataclasses
+
+    import uvloop
+
+    from appserver import Config, Server
+
+    recorders: list[RecordingTransport] = []
+
+    async def main() -> bytes:
+        config = Config(app=app, port=0, http=http, log_config=None, lifespan="off")
+        config.load()
+        base = config.http_protocol_class
+
+        class Recorded(base):  # type: ignore[misc,valid-type]
+            def connection_made(self, transport: Any) -> None:
+                recorders.append(RecordingTransport(transport))
+                super().connection_made(recorders[-1])
+
+        config._loaded = dataclasses.replace(config._require_loaded(), http_protocol_class=Recorded)
+        server = Server(config)
+        await server.startup()
+        try:
+            port = server.servers[0].sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer, closed = await read_until_close(reader, 5)
+            writer.close()
+            assert closed, "the connection stayed open"
+            return answer
+        finally:
+            server.should_exit = True
+            await server.shutdown()
+
+    answer = run(main()) if loop == "asyncio" else uvloop.run(asyncio.wait_for(main(), 10))
+    [recorder] = recorders
+    return answer, recorder.calls
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_big_body_leaves_as_a_vector_only_where_writelines_is_one(http: str, loop: str) -> None:
+    # uvloop's writelines is a writev; asyncio's is a join on 3.11 and, on some 3.12 and 3.13
+    # releases, skips pause_writing: there the pieces are joined and written once.
+    answer, calls = _recorded(_big, http, loop)
+    assert answer.endswith(b"\r\n\r\n" + BIG)
+    [(kind, pieces)] = calls
+    if loop == "uvloop":
+        assert kind == "writelines" and len(pieces) == 2 and pieces[1] is BIG
+    else:
+        assert kind == "write"
+
+
+def test_small_pieces_are_joined_and_no_empty_piece_is_written(http: str) -> None:
+    # asyncio's writelines on 3.12+ never drains a trailing empty piece: a connection given
+    # one stays open, polled for writing forever. Small pieces are cheaper joined anyway.
+    answer, calls = _recorded(_small_pieces, http, "uvloop")
+    assert answer.endswith(b"\r\n\r\n" + b"s" * 8192)
+    assert [kind for kind, _ in calls] == ["write"]
+    assert all(piece for _, pieces in calls for piece in pieces)

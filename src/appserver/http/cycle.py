@@ -104,10 +104,11 @@ _DONE: Final = ResponseState.DONE
 _LENGTH: Final = Framing.LENGTH
 
 # A body at least this large is not copied into one buffer with its head: on_send returns the
-# pieces (see Output), which the runtime hands to one vectored write (writev). Below it the copy
-# is as cheap as the vector; from here on the vector wins (uvloop on a socket, head + body:
-# 1.9 against 1.4-1.6 us at 4 KiB, 3.4 against 2.2-2.4 at 16 KiB; a 64 KiB response 17.7 ->
-# 16.5 us of server CPU, `make bench` big-64k).
+# pieces (see Output), which the runtime writes as one vector where the loop's writelines is a
+# writev (uvloop; elsewhere it joins them). Below it the copy is as cheap as the vector; from
+# here on the vector wins (uvloop on a socket, head + body: 1.9 against 1.4-1.6 us at 4 KiB,
+# 3.4 against 2.2-2.4 at 16 KiB; a 64 KiB response 17.7 -> 16.5 us of server CPU, `make bench`
+# big-64k). A chunked body is still copied into its chunk (framing.CHUNKED in _frame).
 VECTOR_LIMIT: Final = 4 * 1024
 
 # What on_send returns: the bytes to write, or, for a body of VECTOR_LIMIT bytes or more, the

@@ -107,6 +107,10 @@ else:  # pragma: no cover - the transport's own buffer is all we can see
 COALESCE_LIMIT: Final = 64 * 1024
 
 
+def _has_big_piece(pieces: list[bytes]) -> bool:
+    return any(len(piece) >= VECTOR_LIMIT for piece in pieces)  # mypyc: a plain loop
+
+
 class Flusher:
     """The end-of-iteration flush every connection of one loop shares.
 
@@ -117,11 +121,17 @@ class Flusher:
     Connections join ``pending`` in :meth:`Connection.schedule_flush`.
     """
 
-    __slots__ = ("loop", "pending")
+    __slots__ = ("loop", "pending", "vectored")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.pending: list[Connection] = []
+        # Whether transport.writelines is a vectored write to rely on: on uvloop it is (a
+        # writev; empty pieces skipped). asyncio's differs by version: a join and one write on
+        # 3.11; on 3.12.0-3.12.8 and 3.13.0-3.13.1 it never calls pause_writing
+        # (CVE-2024-12254); on 3.12+ a trailing empty piece is never drained. Elsewhere the
+        # connection joins its pieces and writes once.
+        self.vectored = type(loop).__module__.split(".", 1)[0] == "uvloop"
 
     def run(self) -> None:
         pending = self.pending
@@ -229,31 +239,30 @@ class Connection(asyncio.Protocol):
     def write(self, data: Output, flush: bool) -> None:
         """Send ``data``: now if ``flush``, else with whatever else this loop iteration sends.
 
-        ``data`` is bytes, or a big body's pieces (appserver.http.cycle.Output), which go out
-        now, after what is buffered, in one vectored write without being copied together.
+        ``data`` is bytes, or a big body's pieces (appserver.http.cycle.Output), which are
+        buffered as they are, not copied together: :meth:`flush` decides how they leave.
         """
         out = self._out
         if isinstance(data, list):
             if out:
                 out.extend(data)
             else:
-                self._out = data
+                self._out = out = data
             for piece in data:
                 self._out_size += len(piece)
-            self.flush()
-            return
-        if out:
-            out.append(data)
-            self._out_size += len(data)
-            if flush or self._out_size >= COALESCE_LIMIT:
-                self.flush()
-        elif flush:
-            if data and self.transport is not None:
-                self.transport.write(data)
         elif data:
-            self._out = [data]
-            self._out_size = len(data)
-            if len(data) >= COALESCE_LIMIT:
+            if out:
+                out.append(data)
+            elif flush:
+                if self.transport is not None:
+                    self.transport.write(data)  # the common case: a whole response
+                return
+            else:
+                self._out = out = [data]
+            self._out_size += len(data)
+        # No empty piece is ever buffered (an empty final body message flushes what is).
+        if out:
+            if flush or self._out_size >= COALESCE_LIMIT:
                 self.flush()
             else:
                 self.schedule_flush()
@@ -268,12 +277,12 @@ class Connection(asyncio.Protocol):
             pending.append(self)
 
     def flush(self) -> None:
-        """Write everything buffered, in one write: one buffer, or a vector of them when they
-        are big (appserver.http.cycle.VECTOR_LIMIT: copying them together would cost more)."""
+        """Write everything buffered, in one write: one buffer, or on uvloop, when one of the
+        pieces is big (appserver.http.cycle.VECTOR_LIMIT), the pieces as a vector (writev):
+        copying them together would cost more than the vector."""
         self._flush_scheduled = False
         out = self._out
         if out:
-            size = self._out_size
             self._out = None
             self._out_size = 0
             transport = self.transport
@@ -281,7 +290,7 @@ class Connection(asyncio.Protocol):
                 return
             if len(out) == 1:
                 transport.write(out[0])
-            elif size >= VECTOR_LIMIT:
+            elif self._flusher.vectored and _has_big_piece(out):
                 transport.writelines(out)
             else:
                 transport.write(b"".join(out))
