@@ -180,3 +180,30 @@ def test_bytes_counts_a_big_body_written_as_pieces(
     assert received == (b"a" * 10 + b"b" * (size - 10) if streamed else b"b" * size)
     [line] = access_lines(caplog)
     assert json.loads(line)["bytes"] == len(data)
+
+
+def test_bytes_counts_a_head_sent_before_its_body(
+    http: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An app that waits between http.response.start and its body: the head, held back for one
+    # loop iteration, leaves on its own at the end of it, and counts all the same.
+    import asyncio
+
+    caplog.set_level(logging.INFO, logger="appserver.access")
+
+    async def slow(scope: dict[str, object], receive: object, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(0.05)
+        await send({"type": "http.response.body", "body": b"late body"})
+
+    async def main() -> bytes:
+        async with serve(slow, http, access_log=True, access_log_format="json") as (_, port):
+            data, _ = await exchange(
+                port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            return data
+
+    data = run(main())
+    assert data.startswith(b"HTTP/1.1 200 ") and b"late body" in data
+    [line] = access_lines(caplog)
+    assert json.loads(line)["bytes"] == len(data)

@@ -235,11 +235,8 @@ class HTTPProtocol(Connection):
         """Write what is buffered, after a response head still held back, in one write."""
         current = self.current
         if current is not None and current.response_state is _STARTED and not current.disconnected:
-            head = current.start_streaming()
-            if self._out:
-                self._out.append(head)
-            else:
-                self._out = [head]
+            # Through write(), as every byte sent is (the counting protocol counts there).
+            self.write(current.start_streaming(), flush=False)
         if self._out:
             Connection.flush(self)
         else:
