@@ -2,8 +2,8 @@
 
 :data:`COMPILED` is the sans-IO HTTP core (the cycle, the parser adapters, framing, limits) and
 the runtime's per-request path (the HTTP protocol, the connection core, the ASGI cycle's
-``receive``/``send``): with them compiled, the only Python frames a plain request runs are the
-app's and asyncio's own.
+``receive``/``send``): with them compiled and the access log off, the only Python frames a plain
+httptools request runs are the app's and asyncio's own.
 
 ``make install`` (``pip install -e .``) compiles :data:`COMPILED` into extension modules beside
 their sources (setup.py; mypyc compiles the same mypy-strict code, nothing is written twice).

@@ -149,6 +149,19 @@ def test_templates_with_format_specs_are_refused(fmt: str) -> None:
         Config(app=hello, access_log_format=fmt)
 
 
+def answered_with_a_json_line(app: Any, http: str) -> bytes:
+    """Everything a client reads for one request to ``app`` (json access log on)."""
+
+    async def main() -> bytes:
+        async with serve(app, http, access_log=True, access_log_format="json") as (_, port):
+            data, _ = await exchange(
+                port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            return data
+
+    return run(main())
+
+
 @pytest.mark.parametrize("streamed", [False, True])
 def test_bytes_counts_a_big_body_written_as_pieces(
     http: str, streamed: bool, caplog: pytest.LogCaptureFixture
@@ -167,14 +180,7 @@ def test_bytes_counts_a_big_body_written_as_pieces(
         else:
             await send({"type": "http.response.body", "body": b"b" * size})
 
-    async def main() -> bytes:
-        async with serve(big, http, access_log=True, access_log_format="json") as (_, port):
-            data, _ = await exchange(
-                port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            )
-            return data
-
-    data = run(main())
+    data = answered_with_a_json_line(big, http)
     head, _, received = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
     assert received == (b"a" * 10 + b"b" * (size - 10) if streamed else b"b" * size)
@@ -196,14 +202,7 @@ def test_bytes_counts_a_head_sent_before_its_body(
         await asyncio.sleep(0.05)
         await send({"type": "http.response.body", "body": b"late body"})
 
-    async def main() -> bytes:
-        async with serve(slow, http, access_log=True, access_log_format="json") as (_, port):
-            data, _ = await exchange(
-                port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            )
-            return data
-
-    data = run(main())
+    data = answered_with_a_json_line(slow, http)
     assert data.startswith(b"HTTP/1.1 200 ") and b"late body" in data
     [line] = access_lines(caplog)
     assert json.loads(line)["bytes"] == len(data)

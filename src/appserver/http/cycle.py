@@ -116,6 +116,13 @@ VECTOR_LIMIT: Final = 4 * 1024
 Output: TypeAlias = bytes | list[bytes]
 
 
+def output_size(data: Output) -> int:
+    """How many bytes ``data`` holds, pieces or not."""
+    if isinstance(data, list):
+        return sum(len(piece) for piece in data)
+    return len(data)
+
+
 # False: the common whole-body response is framed by _head and _frame like every other, not by
 # the one-formatting-operation shortcut in on_send (the wire tests run both ways and expect the
 # same bytes, as the WebSocket framing shortcut's tests do). A module global, not a class
@@ -341,32 +348,29 @@ class RequestCycle:
                 # a body that breaks the app's Content-Length takes that path to its error.
                 content_length = self._content_length
                 size = len(body)
-                if content_length is None:
+                if content_length is None or content_length == size:
                     self.response_state = _DONE
-                    if size >= VECTOR_LIMIT:
-                        head = b"%s%s%scontent-length: %d\r\n\r\n" % (
+                    if size >= VECTOR_LIMIT:  # the head alone, the body beside it (Output)
+                        end = (
+                            b"\r\n"
+                            if content_length is not None
+                            else b"content-length: %d\r\n\r\n" % size
+                        )
+                        head = b"%s%s%s%s" % (
+                            self._status_line,
+                            self.defaults.encoded,
+                            self._encoded_headers,
+                            end,
+                        )
+                        return [head, body]
+                    if content_length is None:
+                        return b"%s%s%scontent-length: %d\r\n\r\n%s" % (
                             self._status_line,
                             self.defaults.encoded,
                             self._encoded_headers,
                             size,
+                            body,
                         )
-                        return [head, body]
-                    return b"%s%s%scontent-length: %d\r\n\r\n%s" % (
-                        self._status_line,
-                        self.defaults.encoded,
-                        self._encoded_headers,
-                        size,
-                        body,
-                    )
-                if content_length == size:
-                    self.response_state = _DONE
-                    if size >= VECTOR_LIMIT:
-                        head = b"%s%s%s\r\n" % (
-                            self._status_line,
-                            self.defaults.encoded,
-                            self._encoded_headers,
-                        )
-                        return [head, body]
                     return b"%s%s%s\r\n%s" % (
                         self._status_line,
                         self.defaults.encoded,

@@ -34,7 +34,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Final
 
 from appserver._accel import mypyc_attr
-from appserver.http.cycle import VECTOR_LIMIT, Output
+from appserver.http.cycle import VECTOR_LIMIT, Output, output_size
 from appserver.runtime.logs import logger
 
 if TYPE_CHECKING:
@@ -248,8 +248,7 @@ class Connection(asyncio.Protocol):
                 out.extend(data)
             else:
                 self._out = out = data
-            for piece in data:
-                self._out_size += len(piece)
+            self._out_size += output_size(data)
         elif data:
             if out:
                 out.append(data)

@@ -12,7 +12,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from appserver.http.cycle import Output
+from appserver.http.cycle import Output, output_size
 from appserver.ops.health import not_found
 from appserver.runtime.asgi_cycle import ASGICycle, service_unavailable
 from appserver.runtime.http_protocol import HTTPProtocol
@@ -116,10 +116,7 @@ class CountingHTTPProtocol(InstrumentedHTTPProtocol):
         HTTPProtocol.data_received(self, data)
 
     def write(self, data: Output, flush: bool) -> None:
-        if isinstance(data, list):  # a big body's pieces
-            self.bytes_sent += sum(len(piece) for piece in data)
-        else:
-            self.bytes_sent += len(data)
+        self.bytes_sent += output_size(data)
         HTTPProtocol.write(self, data, flush)
 
 
