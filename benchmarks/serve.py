@@ -3,16 +3,20 @@
     python -m benchmarks.serve --server appserver|uvicorn|granian --app hello \
         --http httptools --loop uvloop --port 8001
 
-appserver and uvicorn get the same keywords (appserver's are uvicorn's names): no access log,
-warning-level logging, lifespan off, 127.0.0.1 only. granian gets the same in its own words
-(``--interface asgi``, one worker, one runtime thread, uvloop, HTTP/1 only, no access log). ``--cpu N`` pins the process to core N before the server
-starts (the harness also re-pins every thread once the port answers).
+appserver and uvicorn are started by their command lines, as they are deployed, with the same
+flags (appserver's are uvicorn's names) and the app as an import string: no access log,
+warning-level logging, lifespan off, 127.0.0.1 only (``appserver serve`` validates, then replaces
+itself with a serving process that holds no pydantic; the process id stays). granian gets the
+same in its own words (``--interface asgi``, one worker, one runtime thread, uvloop, HTTP/1
+only, no access log). ``--cpu N`` pins the process to core N before the server starts (the
+harness also re-pins every thread once the port answers).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,17 +26,17 @@ SERVERS = ("appserver", "uvicorn", "granian")
 HOST = "127.0.0.1"
 
 
-def server_kwargs(http: str, loop: str, port: int) -> dict[str, Any]:
-    """Keywords passed unchanged to ``appserver.run`` and ``uvicorn.run``."""
-    return {
-        "host": HOST,
-        "port": port,
-        "http": http,
-        "loop": loop,
-        "access_log": False,
-        "log_level": "warning",
-        "lifespan": "off",
-    }
+def command_line(args: argparse.Namespace) -> list[str]:
+    """The flags appserver and uvicorn both take (appserver's are uvicorn's names), after the
+    app's import string: how each is deployed, by its command line."""
+    flags = [f"benchmarks.apps:{args.app}", "--host", HOST, "--port", str(args.port)]
+    flags += ["--http", args.http, "--loop", args.loop, "--no-access-log"]
+    flags += ["--log-level", "warning", "--lifespan", "off"]
+    if args.workers > 1:
+        flags += ["--workers", str(args.workers)]
+    if args.certfile:
+        flags += ["--ssl-certfile", args.certfile, "--ssl-keyfile", args.keyfile]
+    return flags
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -55,29 +59,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu})
-    app: object = APPS[args.app]
-    kwargs = server_kwargs(args.http, args.loop, args.port)
-    if args.workers > 1:
-        # uvicorn needs an import string to start workers; both get the same one.
-        app = f"benchmarks.apps:{args.app}"
-        kwargs["workers"] = args.workers
-    if args.certfile:  # uvicorn's TLS keywords, which appserver takes too
-        kwargs.update(ssl_certfile=args.certfile, ssl_keyfile=args.keyfile)
+        os.sched_setaffinity(0, {args.cpu})  # kept across appserver serve's exec
     if args.server == "granian":
         run_granian(args)
         return
+    flags = command_line(args)
     if args.server == "appserver":
-        import appserver
+        from appserver.cli import main as appserver_main
 
         if args.metrics:
-            kwargs["metrics_path"] = "/metrics"
-
-        appserver.run(app, **kwargs)
+            flags += ["--metrics-path", "/metrics"]
+        sys.argv = ["appserver", "serve", *flags]
+        appserver_main()
     else:
-        import uvicorn
+        from uvicorn.main import main as uvicorn_main
 
-        uvicorn.run(app, **kwargs)
+        uvicorn_main.main(args=flags, prog_name="uvicorn")
 
 
 def run_granian(args: argparse.Namespace) -> None:

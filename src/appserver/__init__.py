@@ -7,7 +7,6 @@ the server on first use.
 
 # No `from __future__ import annotations` and no plain imports: every module-level name here is
 # part of the API, so `dir(appserver)` and tab completion show only the API.
-import importlib.metadata as _metadata
 import typing as _typing
 
 # Before anything imports appserver.http: which HTTP core loads, compiled or pure (_accel.py).
@@ -17,15 +16,21 @@ if _typing.TYPE_CHECKING:
     from appserver.config.model import Config
     from appserver.server import Server
 
-try:
-    __version__ = _metadata.version("appserver")  # defined once: pyproject.toml
-except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+unknown"
+    __version__: str
 
 __all__ = ["Config", "Server", "__version__", "run"]
 
 
 def __getattr__(name: str) -> _typing.Any:
+    if name == "__version__":
+        # Read when asked: importlib.metadata (with email, zipfile, csv) is 3 MiB of an idle
+        # serving process that never asks.
+        import importlib.metadata
+
+        try:
+            return importlib.metadata.version("appserver")  # defined once: pyproject.toml
+        except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree
+            return "0.0.0+unknown"
     if name == "Config":
         from appserver.config.model import Config
 

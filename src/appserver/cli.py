@@ -18,7 +18,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from pydantic import BaseModel
@@ -26,6 +26,9 @@ from pydantic import BaseModel
 from appserver.config.settings import SETTINGS, Setting
 from appserver.config.sources import Layer, Resolved, layers_for, overrides_layer, resolve
 from appserver.errors import _MISSING, SettingError, _literal
+
+if TYPE_CHECKING:
+    from appserver.config.model import Config
 
 cli = typer.Typer(
     name="appserver",
@@ -309,29 +312,39 @@ def serve(
             err=True,
         )
         raise typer.Exit(1)
-    from appserver.errors import ConfigError
+    from appserver.serving import Sources, exec_serving
 
-    def reread() -> Any:
-        """SIGHUP: the same sources again (the file, the .env file, the environment now, the
-        same flags); a ConfigError lists every problem."""
-        again = _resolve(config, env_file, flags or {}, set_ or [])
-        if again.config is None:
-            raise ConfigError(again.errors)
-        if env_file is not None and again.config.env_file is None:
-            again.config.env_file = str(env_file)
-        return again.config
-
+    sources = Sources(config, env_file, flags, set_ or [])
     if resolved.config.workers is not None or resolved.config.reload:
         from appserver.supervisor import run_supervised
 
         watched = [str(path) for path in (config, env_file) if path is not None]
-        run_supervised(resolved.config, reread, watched)
+        run_supervised(resolved.config, functools.partial(reread, *sources), watched)
         return
+    exec_serving(resolved.config, sources)  # returns only when it serves here instead
     from appserver.server import Server
 
     server = Server(resolved.config)
-    server.reread = reread  # SIGHUP: certificates reloaded in place
+    server.reread = functools.partial(reread, *sources)  # SIGHUP: certificates reloaded in place
     server.run()
+
+
+def reread(
+    config: Optional[Path],  # noqa: UP045
+    env_file: Optional[Path],  # noqa: UP045
+    flags: dict[str, Any],
+    assignments: list[str],
+) -> "Config":
+    """SIGHUP: the same sources again (the file, the .env file, the environment now, the same
+    flags); a ConfigError lists every problem."""
+    from appserver.errors import ConfigError
+
+    again = _resolve(config, env_file, flags, assignments)
+    if again.config is None:
+        raise ConfigError(again.errors)
+    if env_file is not None and again.config.env_file is None:
+        again.config.env_file = str(env_file)
+    return again.config
 
 
 @cli.command()

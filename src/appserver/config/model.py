@@ -39,6 +39,7 @@ from appserver.config.listeners import (
     listeners_from_text,
     parse_bind,
 )
+from appserver.config.loadable import Loadable
 from appserver.config.problems import config_error
 from appserver.config.units import parse_duration, parse_size
 
@@ -116,7 +117,7 @@ def setting(
     return Field(default, description=doc, json_schema_extra=extra, **constraints)
 
 
-class Config(BaseModel):
+class Config(Loadable, BaseModel):
     """Server configuration; keyword names follow uvicorn's ``Config``."""
 
     model_config = ConfigDict(
@@ -963,15 +964,6 @@ class Config(BaseModel):
         return bool(self.health_path or self.readiness_path or self.metrics_route)
 
     @property
-    def asgi_version(self) -> Literal["2.0", "3.0"]:
-        """uvicorn's attribute: the ASGI version the app is called with."""
-        if self.interface == "asgi2":
-            return "2.0"
-        if self.interface == "auto" and self._loaded is not None:
-            return "2.0" if self._loaded.asgi2 else "3.0"
-        return "3.0"
-
-    @property
     def should_reload(self) -> bool:
         """uvicorn's attribute: reload is on and the app is an import string."""
         return isinstance(self.app, str) and self.reload
@@ -1029,46 +1021,6 @@ class Config(BaseModel):
         from appserver.config.sources import load
 
         return load(path, env_file=env_file, environ=environ, overrides=overrides).unwrap()
-
-    # --- loading -------------------------------------------------------------------------------
-    def load(self) -> None:
-        """Import the app and resolve the protocol, loop and lifespan implementations.
-
-        Safe to call twice: the second call does nothing. Raises :class:`~appserver.errors.AppLoadError`
-        naming the import string when the app cannot be imported.
-        """
-        if self._loaded is None:
-            from appserver.runtime.loader import load
-
-            self._loaded = load(self)
-
-    @property
-    def loaded(self) -> bool:
-        return self._loaded is not None
-
-    def _require_loaded(self) -> Loaded:
-        if self._loaded is None:
-            raise AttributeError(
-                "config.load() has not been called: call it before Server.startup() "
-                "(Server.run() and Server.serve() call it for you)"
-            )
-        return self._loaded
-
-    @property
-    def loaded_app(self) -> Any:
-        return self._require_loaded().app
-
-    @property
-    def lifespan_class(self) -> Any:
-        return self._require_loaded().lifespan_class
-
-    @property
-    def http_protocol_class(self) -> Any:
-        return self._require_loaded().http_protocol_class
-
-    @property
-    def ws_protocol_class(self) -> Any:
-        return self._require_loaded().ws_protocol_class
 
     @property
     def encoded_headers(self) -> list[tuple[bytes, bytes]]:
