@@ -59,22 +59,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu})  # kept across appserver serve's exec
+        os.sched_setaffinity(0, {args.cpu})
     if args.server == "granian":
         run_granian(args)
         return
-    flags = command_line(args)
+    command = [sys.executable, "-m", args.server]
     if args.server == "appserver":
-        from appserver.cli import main as appserver_main
-
+        command.append("serve")
         if args.metrics:
-            flags += ["--metrics-path", "/metrics"]
-        sys.argv = ["appserver", "serve", *flags]
-        appserver_main()
-    else:
-        from uvicorn.main import main as uvicorn_main
-
-        uvicorn_main.main(args=flags, prog_name="uvicorn")
+            command += ["--metrics-path", "/metrics"]
+    # Each by its command line, as deployed: this process becomes the server (same pid, the
+    # affinity set above kept).
+    os.execv(sys.executable, [*command, *command_line(args)])
 
 
 def run_granian(args: argparse.Namespace) -> None:

@@ -38,7 +38,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             "modules": [name for name in WATCHED if name in sys.modules],
             "argv": sys.argv,
             "xoptions": sys._xoptions,
-            "path": sys.path,
+            "handoff_variable": "_APPSERVER_HANDOFF_FD" in os.environ,
+            "write_through": sys.stdout.write_through,
             "open_files": _open_files(),
         }
     ).encode()

@@ -59,3 +59,18 @@ def test_package_exposes_only_the_api() -> None:
     assert ServerState is RuntimeServerState
     with pytest.raises(AttributeError):
         _ = appserver.Any  # type: ignore[attr-defined]
+
+
+def test_the_serving_path_loads_no_config_layer() -> None:
+    # What the process appserver serve hands over to imports (appserver.serving): pydantic,
+    # typer and click are a third of an idle server's memory.
+    probe = (
+        "import json, sys; import appserver.__main__, appserver.serving, appserver.server, "
+        "appserver.config.settled; print(json.dumps(sorted(m for m in sys.modules if "
+        "m.split('.')[0] in ('pydantic', 'pydantic_core', 'typer', 'click') "
+        "or m in ('appserver.config.model', 'appserver.cli', 'importlib.metadata'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(out) == []

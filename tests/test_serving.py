@@ -1,18 +1,29 @@
 """``appserver serve`` replaces itself with a process that only serves (appserver.serving).
 
-Real subprocesses: the CLI validates, then execs ``python -m appserver.serving``; the app in
-tests/introspect_app.py reports what that process holds.
+Real subprocesses: the CLI validates, then execs its own command line again with the settled
+configuration in a descriptor; the app in tests/introspect_app.py reports what that process holds.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from appserver.config.model import Config
+from appserver.serving import Sources, handoff_payload
 from tests.lifecycle.procs import (
+    EXIT_TIMEOUT,
+    ROOT,
+    START_TIMEOUT,
     Proc,
     free_port,
     running,
@@ -39,39 +50,83 @@ def stop(proc: Proc) -> str:
     return result.output
 
 
-def test_the_serving_process_holds_no_pydantic_typer_or_click() -> None:
+def test_python_m_appserver_serve_becomes_a_process_without_pydantic_typer_or_click() -> None:
     port = free_port()
     args = ["serve", "--app", APP, "--port", str(port), "--log-level", "info"]
-    with running(["-X", "faulthandler", "-m", "appserver", *args]) as proc:
+    flags = ["-u", "-X", "faulthandler", "-X", "int_max_str_digits=5000"]
+    env = {"PYTHONUNBUFFERED": ""}  # so that only -u makes stdout unbuffered
+    with running([*flags, "-m", "appserver", *args], env=env) as proc:
         wait_until_serving(proc, port)
         found = seen(port)
         assert found["pid"] == proc.pid  # replaced in place: same process id
-        assert "appserver.serving" in command_line(proc)
-        assert found["modules"] == []
+        assert found["modules"] == []  # the CLI had imported all of them
+        assert command_line(proc)[-len(args) - 2 :] == ["-m", "appserver", *args]
         assert found["argv"][1:] == args  # what the app sees is what was typed
-        assert found["argv"][0].endswith("__main__.py")
-        assert found["xoptions"] == {"faulthandler": True}  # interpreter flags carried over
-        # The handoff file (unlinked, so "(deleted)") is closed once read.
+        # The interpreter's flags carried over, those multiprocessing's list leaves out too.
+        assert found["xoptions"] == {"faulthandler": True, "int_max_str_digits": "5000"}
+        assert found["write_through"] is True
+        assert found["handoff_variable"] is False  # not the app's, nor its children's
+        # The handoff (a memfd, which reads as "(deleted)") is closed once read.
         assert not [f for f in found["open_files"] if f.endswith("(deleted)")]
         output = stop(proc)
     assert "Traceback" not in output
     assert output.count("Listening on") == 1, output  # said once, by the serving process
 
 
-def test_a_traced_process_serves_in_place() -> None:
-    # A debugger or coverage (sys.settrace) would lose a replaced process: it is kept.
+def test_the_console_script_keeps_its_name() -> None:
+    script = Path(sys.executable).with_name("appserver")  # what `make serve` and systemd run
     port = free_port()
-    code = (
-        "import sys; sys.settrace(lambda *a: None); "
-        f"sys.argv = ['appserver', 'serve', '--app', {APP!r}, '--port', '{port}']; "
-        "from appserver.cli import main; main()"
-    )
-    with running(["-c", code]) as proc:
-        wait_until_serving(proc, port)
-        found = seen(port)
-        assert "appserver.serving" not in command_line(proc)
-        assert "pydantic" in found["modules"]
-        stop(proc)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [str(script), "serve", "--app", APP, "--port", str(port)]
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdin=subprocess.DEVNULL)
+    try:
+        answered = None
+        deadline = time.monotonic() + START_TIMEOUT
+        while answered is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                answered = seen(port)
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert answered is not None, "never answered"
+        assert answered["modules"] == []
+        assert Path(f"/proc/{process.pid}/comm").read_text().strip() == "appserver"  # pgrep
+        assert Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")[1:-1] == [
+            c.encode() for c in command
+        ]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(EXIT_TIMEOUT) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+
+
+def test_a_program_calling_the_cli_or_a_traced_one_serves_in_place() -> None:
+    # A program that calls the CLI keeps its own state (threads, atexit handlers), and a
+    # debugger or coverage (sys.settrace) would lose a replaced process: neither is replaced.
+    for prologue in ("from appserver.cli import main", "from appserver.__main__ import main"):
+        port = free_port()
+        trace = "sys.settrace(lambda *a: None); " if "__main__" in prologue else ""
+        code = (
+            f"import sys; {trace}"
+            f"sys.argv = ['appserver', 'serve', '--app', {APP!r}, '--port', '{port}']; "
+            f"{prologue}; main()"
+        )
+        with running(["-c", code]) as proc:
+            wait_until_serving(proc, port)
+            assert "pydantic" in seen(port)["modules"], prologue
+            stop(proc)
+
+
+def test_a_startup_failure_still_exits_3() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with running(["-m", "appserver", "serve", "--app", APP, "--port", str(port)]) as proc:
+            result = proc.wait()
+    assert result.returncode == 3, result.output
+    assert "Traceback" not in result.output
 
 
 def test_sighup_rereads_the_sources_in_the_serving_process(tmp_path: Path) -> None:
@@ -96,3 +151,13 @@ def test_sighup_rereads_the_sources_in_the_serving_process(tmp_path: Path) -> No
         wait_for_output(proc, "These changes need a restart to apply: timeout_keep_alive\n")
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
         stop(proc)
+
+
+def test_a_config_that_does_not_pickle_is_served_in_place() -> None:
+    sources = Sources(None, None, {}, [])
+    assert handoff_payload(Config(lambda scope, receive, send: None), sources) is None
+    payload = handoff_payload(Config(APP, port=9001), sources)
+    assert payload is not None
+    handoff = pickle.loads(payload)
+    assert handoff.config.port == 9001
+    assert handoff.path == sys.path

@@ -4,35 +4,45 @@ Validating a configuration needs pydantic, the CLI needs typer and click; servin
 them, and together they are about a third of an idle server's memory (43 MiB with them, 28 MiB
 without, here). So once ``appserver serve`` has validated everything it can before binding, it
 pickles a :class:`~appserver.config.settled.SettledConfig` into a memfd (an unlinked temporary
-file where there is none) and replaces itself (``execv``: the same process id, so systemd, a
-supervisor or a ``kill`` still see the one process) with ``python -m appserver.serving FD``,
-which unpickles it and runs the :class:`~appserver.server.Server`. The interpreter's flags
-(``-X``, ``-W``, ``-O``), the environment, the working directory, ``sys.path`` and ``sys.argv``
-are carried over; so are inherited sockets (``--fd``, systemd's), which are not close-on-exec.
+file where there is none) and runs its own command line again, the same way (``execv``: the same
+process id, command line and process name, so systemd, ``ps``, ``pgrep appserver`` or a
+supervisor see the one process as before), with the descriptor's number in
+``_APPSERVER_HANDOFF_FD``. The entry point (``appserver.__main__``) finds it there, before
+importing the CLI, and serves the handoff. The interpreter's flags (``-u``, ``-X``, ``-W``,
+``-O``: ``sys.orig_argv``), the environment, the working directory, ``sys.path`` and inherited
+sockets (``fd``, systemd's, which are not close-on-exec) carry over.
 
 SIGHUP rereads the same sources as before (the file, the .env file, the environment, the same
 flags), which imports pydantic in the serving process from then on; an invalid configuration
 still changes nothing.
 
-It serves in place instead, as before, when the process cannot or should not be replaced: not a
-POSIX system; a tracer or profiler is attached (a debugger, coverage) and would lose the process;
-no descriptor can be made; or something in the configuration does not pickle. Worker processes
-(``workers``, ``reload``) are started by the supervisor, which keeps the validated Config.
+It serves in place instead, as before, when it was not started by its own entry point (a program
+calling ``appserver.cli.main()`` keeps its state: threads, atexit handlers, monkeypatches), on a
+system without ``execv`` semantics (Windows) or in a frozen bundle, under a tracer or profiler (a
+debugger, coverage) that would lose the process, when no descriptor can be made, or when the
+configuration cannot be settled (a setting that holds a Python object that does not pickle).
+Worker processes (``workers``, ``reload``) are forked by the supervisor, which keeps the
+validated Config.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 if TYPE_CHECKING:
     from appserver.config.model import Config
     from appserver.config.settled import SettledConfig
+
+# Not APPSERVER_*: that prefix is the settings' (and `appserver check` reports unknown ones).
+HANDOFF_VARIABLE: Final = "_APPSERVER_HANDOFF_FD"
+
+# Set by the entry point (``appserver.__main__``) and only there, so that a program that calls the
+# CLI itself is never replaced.
+replaceable = False
 
 
 class Sources(NamedTuple):
@@ -48,7 +58,6 @@ class Handoff(NamedTuple):
     config: SettledConfig
     sources: Sources
     path: list[str]
-    argv: list[str]
 
 
 def exec_serving(config: Config, sources: Sources) -> None:
@@ -56,51 +65,87 @@ def exec_serving(config: Config, sources: Sources) -> None:
 
     Returns only when it does not replace it: the caller then serves in this process.
     """
-    from appserver.config.settled import SettledConfig
-
-    if os.name != "posix" or sys.gettrace() is not None or sys.getprofile() is not None:
+    if not replaceable or os.name != "posix" or getattr(sys, "frozen", False):
         return
-    handoff = Handoff(SettledConfig(config), sources, list(sys.path), list(sys.argv))
-    try:
-        payload = pickle.dumps(handoff, protocol=pickle.HIGHEST_PROTOCOL)
-    except (pickle.PicklingError, TypeError, AttributeError):
-        return  # an object from Python code (a callable, a class): serve here
+    if sys.gettrace() is not None or sys.getprofile() is not None:
+        return
+    payload = handoff_payload(config, sources)
+    if payload is None:
+        return
     fd = _handoff_descriptor(payload)
     if fd is None:
         return
-    # multiprocessing's spawn carries the interpreter's flags over the same way.
-    flags: list[str] = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
-    argv = [sys.executable, *flags, "-m", "appserver.serving", str(fd), *sys.argv[1:]]
+    argv = _same_command()
     for stream in (sys.stdout, sys.stderr):
-        stream.flush()  # what was said before the exec must not be lost with the buffers
+        if stream is not None:
+            stream.flush()  # what was said before the exec must not be lost with the buffers
     try:
-        os.execv(sys.executable, argv)
-    except OSError:  # pragma: no cover - the interpreter that runs us went away
+        os.execve(argv[0], argv, {**os.environ, HANDOFF_VARIABLE: str(fd)})
+    except OSError:  # pragma: no cover - the program that runs us went away
         os.close(fd)
 
 
+def handoff_payload(config: Config, sources: Sources) -> bytes | None:
+    """``config`` settled and pickled with its sources and ``sys.path``, or None when it
+    cannot be: then it is served in place, where it fails (or not) as it always did."""
+    from appserver.config.settled import SettledConfig
+
+    try:
+        handoff = Handoff(SettledConfig(config), sources, list(sys.path))
+        return pickle.dumps(handoff, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # any setting that will not settle or pickle: serve here
+        return None
+
+
 def _handoff_descriptor(payload: bytes) -> int | None:
-    """An inheritable descriptor positioned at the start of ``payload``, or None.
+    """An inheritable descriptor, 3 or above, positioned at the start of ``payload``, or None.
 
     A memfd on Linux, so a read-only root filesystem (a hardened container) is no obstacle;
     elsewhere an unlinked temporary file. Nothing is left behind either way."""
+    import fcntl
+    import tempfile
+
     try:
         if hasattr(os, "memfd_create"):
-            fd = os.memfd_create("appserver-handoff", 0)  # no MFD_CLOEXEC: the new image reads it
+            first = os.memfd_create("appserver-handoff", 0)
         else:  # pragma: no cover - macOS, the BSDs
-            fd, name = tempfile.mkstemp(prefix="appserver-handoff-")
+            first, name = tempfile.mkstemp(prefix="appserver-handoff-")
             os.unlink(name)
     except OSError:
         return None
     try:
+        # Above stdin, stdout and stderr even when one of them is closed (F_DUPFD: not
+        # close-on-exec, so the new image inherits it).
+        fd = fcntl.fcntl(first, fcntl.F_DUPFD, 3)
+    except OSError:
+        os.close(first)
+        return None
+    os.close(first)
+    try:
         with open(fd, "wb", closefd=False) as file:
             file.write(payload)  # all of it (os.write may write part)
         os.lseek(fd, 0, os.SEEK_SET)  # the offset is shared: the new image reads from here
-        os.set_inheritable(fd, True)
     except OSError:
         os.close(fd)
         return None
     return fd
+
+
+def _same_command() -> list[str]:
+    """This process's command line, to run again: the interpreter with the flags it was given
+    (``-u``, ``-X``, ``-W``, ``-O``, as typed: ``sys.orig_argv``) and the same arguments; the
+    console script itself when it was run by its name, so that the process keeps it (``ps``,
+    ``pgrep appserver``)."""
+    script = sys.argv[0]
+    if sys.orig_argv[1:] == sys.argv and os.access(script, os.X_OK):
+        try:
+            with open(script, "rb") as file:
+                shebang = file.readline(4096)
+        except OSError:
+            shebang = b""
+        if shebang.strip() == b"#!" + os.fsencode(sys.executable):
+            return list(sys.argv)
+    return [sys.executable, *sys.orig_argv[1:]]
 
 
 def _reread(sources: Sources) -> Config:
@@ -110,19 +155,20 @@ def _reread(sources: Sources) -> Config:
 
 
 def main() -> None:
-    """``python -m appserver.serving FD [ARGS]``: serve the handoff in file descriptor FD."""
+    """Serve the handoff whose descriptor ``_APPSERVER_HANDOFF_FD`` names (the entry point
+    calls this when the variable is set)."""
     from appserver.server import Server
 
-    if len(sys.argv) < 2 or not sys.argv[1].isdigit():
-        raise SystemExit("python -m appserver.serving FD: started by appserver serve, not by hand")
-    with os.fdopen(int(sys.argv[1]), "rb") as file:
+    number = os.environ.pop(HANDOFF_VARIABLE)  # not the app's, nor its children's
+    if not number.isdigit():
+        raise SystemExit(f"appserver: {HANDOFF_VARIABLE}={number!r} is not a file descriptor")
+    with os.fdopen(int(number), "rb") as file:
         handoff: Handoff = pickle.load(file)
     sys.path[:] = handoff.path
-    sys.argv[:] = handoff.argv
     server = Server(handoff.config)
     server.reread = lambda: _reread(handoff.sources)  # SIGHUP: certificates reloaded in place
-    server.run()
-
-
-if __name__ == "__main__":
-    main()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # Ctrl+C while the app imports: what the CLI (click) says
+        print("Aborted!", file=sys.stderr)
+        raise SystemExit(1) from None

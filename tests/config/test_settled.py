@@ -5,12 +5,14 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from appserver.config.model import Config
 from appserver.config.settled import Settled, SettledConfig
+from tests.listeners.certs import make_certs
 
 LISTENERS: list[dict[str, Any]] = [
     {
@@ -78,11 +80,21 @@ def test_load_is_live_and_asgi_version_follows_it() -> None:
     assert settled.asgi_version == "3.0"
 
 
-def test_the_pickled_copy_loads_in_a_process_without_pydantic(config: Config) -> None:
+def test_the_pickled_copy_loads_in_a_process_without_pydantic(tmp_path: Path) -> None:
+    # load() imports the app, resolves the protocols and builds the TLS contexts from real
+    # certificates; metrics and health are on.
+    certs = make_certs(tmp_path)
+    tls = {"certfile": str(certs.cert), "keyfile": str(certs.key), "ca_certs": str(certs.ca_pem)}
+    config = Config(
+        "tests.introspect_app:app",
+        listeners=[{"bind": "127.0.0.1:8443", "tls": tls}],
+        health_path="/healthz",
+        metrics_bind="127.0.0.1:9100",
+    )
     payload = pickle.dumps(SettledConfig(config))
     code = (
         "import pickle, sys; settled = pickle.loads(sys.stdin.buffer.read()); "
-        "import appserver.server; "
+        "import appserver.server; settled.load(); "
         "print(sorted(m for m in sys.modules if m.startswith(('pydantic', 'typer')))); "
         "print(settled.listener_configs()[0].address)"
     )
