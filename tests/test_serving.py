@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from appserver.config.model import Config
-from appserver.serving import Sources, handoff_payload
+from appserver.serving import Sources, handoff_payload, same_command
 from tests.lifecycle.procs import (
     EXIT_TIMEOUT,
     ROOT,
@@ -101,21 +102,48 @@ def test_the_console_script_keeps_its_name() -> None:
             process.wait(5)
 
 
-def test_a_program_calling_the_cli_or_a_traced_one_serves_in_place() -> None:
-    # A program that calls the CLI keeps its own state (threads, atexit handlers), and a
-    # debugger or coverage (sys.settrace) would lose a replaced process: neither is replaced.
-    for prologue in ("from appserver.cli import main", "from appserver.__main__ import main"):
-        port = free_port()
-        trace = "sys.settrace(lambda *a: None); " if "__main__" in prologue else ""
-        code = (
-            f"import sys; {trace}"
-            f"sys.argv = ['appserver', 'serve', '--app', {APP!r}, '--port', '{port}']; "
-            f"{prologue}; main()"
-        )
-        with running(["-c", code]) as proc:
+def test_a_program_calling_the_cli_or_a_profiled_one_serves_in_place() -> None:
+    # A program that calls the CLI keeps its own state (threads, atexit handlers) and would run
+    # again whole; a profiler (here cProfile, sys.setprofile) would lose a replaced process.
+    port = free_port()
+    args = ["serve", "--app", APP, "--port", str(port)]
+    starts = [
+        ["-c", f"import sys; sys.argv = {['appserver', *args]!r}; {prologue}; main()"]
+        for prologue in ("from appserver.cli import main", "from appserver.__main__ import main")
+    ]
+    starts.append(["-m", "cProfile", "-m", "appserver", *args])
+    for start in starts:
+        with running(start) as proc:
             wait_until_serving(proc, port)
-            assert "pydantic" in seen(port)["modules"], prologue
+            assert "pydantic" in seen(port)["modules"], start
             stop(proc)
+
+
+@pytest.mark.parametrize(
+    ("orig_argv", "argv", "again"),
+    [
+        (["py", "-m", "appserver", "serve"], ["/x/__main__.py", "serve"], True),
+        (["py", "-u", "-X", "dev", "-Wd", "-m", "appserver", "serve"], ["/m.py", "serve"], True),
+        (["py", "/venv/bin/appserver", "serve"], ["/venv/bin/appserver", "serve"], True),
+        (["py", "-I", "/venv/bin/appserver", "serve"], ["/venv/bin/appserver", "serve"], True),
+        (["py", "-m", "cProfile", "-m", "appserver", "serve"], ["/m.py", "serve"], False),
+        (["py", "-c", "main()"], ["-c"], False),
+        (["py", "-"], ["-"], False),
+        (["py"], [""], False),
+        (["py", "/srv/wrapper.py", "serve"], ["/srv/wrapper.py", "serve"], False),
+        (["py", "/venv/bin/memray", "run", "-m", "appserver"], ["/m.py", "serve"], False),
+    ],
+)
+def test_only_appservers_own_command_runs_again(
+    monkeypatch: pytest.MonkeyPatch, orig_argv: list[str], argv: list[str], again: bool
+) -> None:
+    monkeypatch.setattr(sys, "orig_argv", orig_argv)
+    monkeypatch.setattr(sys, "argv", argv)
+    command = same_command()
+    if not again:
+        assert command is None
+        return
+    assert command == [sys.executable, *orig_argv[1:]]  # not executable: through the interpreter
 
 
 def test_a_startup_failure_still_exits_3() -> None:
