@@ -6,13 +6,10 @@ configuration in a descriptor; the app in tests/introspect_app.py reports what t
 
 from __future__ import annotations
 
-import os
 import pickle
 import signal
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +19,10 @@ import pytest
 from appserver.config.model import Config
 from appserver.serving import Sources, handoff_payload, same_command
 from tests.lifecycle.procs import (
-    EXIT_TIMEOUT,
-    ROOT,
-    START_TIMEOUT,
     Proc,
     free_port,
     running,
+    stop,
     wait_for_output,
     wait_until_serving,
 )
@@ -42,13 +37,6 @@ def seen(port: int) -> dict[str, Any]:
 
 def command_line(proc: Proc) -> list[str]:
     return Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode().split("\0")[:-1]
-
-
-def stop(proc: Proc) -> str:
-    proc.signal(signal.SIGTERM)
-    result = proc.wait()
-    assert result.returncode == 0, result.output
-    return result.output
 
 
 def test_python_m_appserver_serve_becomes_a_process_without_pydantic_typer_or_click() -> None:
@@ -75,31 +63,15 @@ def test_python_m_appserver_serve_becomes_a_process_without_pydantic_typer_or_cl
 
 
 def test_the_console_script_keeps_its_name() -> None:
-    script = Path(sys.executable).with_name("appserver")  # what `make serve` and systemd run
+    script = str(Path(sys.executable).with_name("appserver"))  # what `make serve`, systemd run
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [str(script), "serve", "--app", APP, "--port", str(port)]
-    process = subprocess.Popen(command, env=env, cwd=ROOT, stdin=subprocess.DEVNULL)
-    try:
-        answered = None
-        deadline = time.monotonic() + START_TIMEOUT
-        while answered is None and time.monotonic() < deadline and process.poll() is None:
-            try:
-                answered = seen(port)
-            except httpx.TransportError:
-                time.sleep(0.05)
-        assert answered is not None, "never answered"
-        assert answered["modules"] == []
-        assert Path(f"/proc/{process.pid}/comm").read_text().strip() == "appserver"  # pgrep
-        assert Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")[1:-1] == [
-            c.encode() for c in command
-        ]
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(EXIT_TIMEOUT) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(5)
+    args = ["serve", "--app", APP, "--port", str(port)]
+    with running(args, program=script) as proc:
+        wait_until_serving(proc, port)
+        assert seen(port)["modules"] == []
+        assert Path(f"/proc/{proc.pid}/comm").read_text().strip() == "appserver"  # pgrep
+        assert command_line(proc)[1:] == [script, *args]
+        stop(proc)
 
 
 def test_a_program_calling_the_cli_or_a_profiled_one_serves_in_place() -> None:

@@ -319,13 +319,13 @@ def serve(
         from appserver.supervisor import run_supervised
 
         watched = [str(path) for path in (config, env_file) if path is not None]
-        run_supervised(resolved.config, functools.partial(reread, *sources), watched)
+        run_supervised(resolved.config, sources.reread, watched)
         return
     exec_serving(resolved.config, sources)  # returns only when it serves here instead
     from appserver.server import Server
 
     server = Server(resolved.config)
-    server.reread = functools.partial(reread, *sources)  # SIGHUP: certificates reloaded in place
+    server.reread = sources.reread  # SIGHUP: certificates reloaded in place
     server.run()
 
 

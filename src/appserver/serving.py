@@ -57,6 +57,13 @@ class Sources(NamedTuple):
     flags: dict[str, Any]
     assignments: list[str]
 
+    def reread(self) -> Config:
+        """SIGHUP: a validated Config from the same sources again (``appserver.cli.reread``;
+        imported only now, so a serving process loads the CLI at its first SIGHUP)."""
+        from appserver.cli import reread
+
+        return reread(*self)
+
 
 class Handoff(NamedTuple):
     config: SettledConfig
@@ -183,12 +190,6 @@ def same_command() -> list[str] | None:
     return [sys.executable, *given]
 
 
-def _reread(sources: Sources) -> Config:
-    from appserver.cli import reread
-
-    return reread(*sources)
-
-
 def main() -> None:
     """Serve the handoff whose descriptor ``_APPSERVER_HANDOFF_FD`` names (the entry point
     calls this when the variable is set)."""
@@ -202,7 +203,7 @@ def main() -> None:
         from appserver.server import Server
 
         server = Server(handoff.config)
-        server.reread = lambda: _reread(handoff.sources)  # SIGHUP: certificates reloaded in place
+        server.reread = handoff.sources.reread  # SIGHUP: certificates reloaded in place
         server.run()
     except KeyboardInterrupt:  # Ctrl+C before the server's own handlers: as the CLI (typer)
         raise SystemExit(130) from None

@@ -47,7 +47,10 @@ class Result:
 
 
 class Proc:
-    """A child Python process whose stdout and stderr go to one file (no pipe to fill up)."""
+    """A child Python process whose stdout and stderr go to one file (no pipe to fill up).
+
+    ``args`` follow the interpreter, or ``program`` (a script run by its own name, as a console
+    script is) when given."""
 
     def __init__(
         self,
@@ -56,6 +59,7 @@ class Proc:
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
         pass_fds: Sequence[int] = (),
+        program: str | None = None,
     ) -> None:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -64,7 +68,7 @@ class Proc:
         )
         with _sigint_not_ignored():
             self.popen = subprocess.Popen(
-                [sys.executable, *args],
+                [program or sys.executable, *args],
                 cwd=cwd or ROOT,
                 env=full_env,
                 stdin=subprocess.DEVNULL,
@@ -121,12 +125,21 @@ def running(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     pass_fds: Sequence[int] = (),
+    program: str | None = None,
 ) -> Iterator[Proc]:
-    proc = Proc(args, cwd=cwd, env=env, pass_fds=pass_fds)
+    proc = Proc(args, cwd=cwd, env=env, pass_fds=pass_fds, program=program)
     try:
         yield proc
     finally:
         proc.close()
+
+
+def stop(proc: Proc, status: int = 0, timeout: float = EXIT_TIMEOUT) -> str:
+    """SIGTERM, then the exit ``status`` expected; the output."""
+    proc.signal(signal.SIGTERM)
+    result = proc.wait(timeout)
+    assert result.returncode == status, result.output
+    return result.output
 
 
 def free_port() -> int:

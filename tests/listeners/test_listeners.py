@@ -20,7 +20,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.lifecycle.procs import Proc, connect_refused, free_port, running, wait_for_output
+from tests.lifecycle.procs import (
+    Proc,
+    connect_refused,
+    free_port,
+    running,
+    stop,
+    wait_for_output,
+)
 from tests.listeners.certs import Certs, make_certs
 
 pytestmark = pytest.mark.timeout(60)
@@ -58,12 +65,6 @@ def serving(config: Path, count: int, env: dict[str, str] | None = None) -> Iter
             assert time.monotonic() < deadline, proc.output()
             time.sleep(0.05)
         yield proc
-
-
-def stop(proc: Proc) -> None:
-    proc.signal(signal.SIGTERM)
-    result = proc.wait()
-    assert result.returncode == 0, result.output
 
 
 def fails_to_start(config: Path, env: dict[str, str] | None = None) -> str:

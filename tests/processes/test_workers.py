@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.lifecycle.procs import Proc, free_port, running, wait_for_output
+from tests.lifecycle.procs import Proc, free_port, running, stop, wait_for_output
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -87,11 +87,9 @@ def pids_serving(port: int, want: int, timeout: float = 10.0) -> set[int]:
     return seen
 
 
-def stop(proc: Proc, status: int = 0) -> str:
-    proc.signal(signal.SIGTERM)
-    result = proc.wait(30)
-    assert result.returncode == status, result.output
-    return result.output
+def drained(proc: Proc) -> str:
+    """SIGTERM, every worker drains, exit 0 (two workers: a longer bound than one process)."""
+    return stop(proc, timeout=30)
 
 
 def test_two_workers_a_killed_one_is_replaced_sigterm_drains_both(tmp_path: Path) -> None:
@@ -108,7 +106,7 @@ def test_two_workers_a_killed_one_is_replaced_sigterm_drains_both(tmp_path: Path
         now = set(ready_pids(proc)) - {victim}
         assert len(now) == 2, proc.output()
         assert pids_serving(port, 2) == now
-        output = stop(proc)
+        output = drained(proc)
     assert "Finished supervisor process" in output
     assert not any(alive(pid) for pid in now)
 
@@ -124,7 +122,7 @@ def test_a_hung_worker_is_killed_and_replaced(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert len(ready_pids(proc)) == 3, proc.output()
         assert len(pids_serving(port, 2)) == 2
-        stop(proc)
+        drained(proc)
 
 
 def test_a_worker_that_fails_to_start_stops_the_supervisor_with_status_3(tmp_path: Path) -> None:
@@ -153,7 +151,7 @@ def test_an_invalid_config_on_sighup_changes_no_worker(tmp_path: Path) -> None:
         time.sleep(0.5)
         assert set(ready_pids(proc)) == before
         assert pids_serving(port, 2) == before
-        stop(proc)
+        drained(proc)
 
 
 def test_a_valid_config_on_sighup_rolls_every_worker(tmp_path: Path) -> None:
@@ -169,7 +167,7 @@ def test_a_valid_config_on_sighup_rolls_every_worker(tmp_path: Path) -> None:
         assert len(after) == 2 and not after & before
         assert httpx.get(f"http://127.0.0.1:{port}/").headers["x-release"] == "2"
         assert not any(alive(pid) for pid in before)
-        stop(proc)
+        drained(proc)
 
 
 @dataclass
@@ -250,7 +248,7 @@ def test_zero_failed_requests_through_reload_recycling_and_scaling(tmp_path: Pat
                     break
                 time.sleep(0.1)
             time.sleep(0.5)
-        output = stop(proc)
+        output = drained(proc)
     assert "reached limit_max_requests" in output, "no worker was recycled"
     assert load.failures == [], (load.failures[:5], load.ok, output)
     assert load.ok > 1000
@@ -274,7 +272,7 @@ def test_sighup_with_changed_listeners_binds_the_new_ones_and_keeps_the_same(
         wait_for_output(proc, "Reload complete")
         on_old, on_new = pids_serving(port, 2), pids_serving(added, 2)
         assert on_old == on_new and len(on_old) == 2 and not on_old & before
-        stop(proc)
+        drained(proc)
 
 
 def test_run_with_workers_from_python(tmp_path: Path) -> None:
@@ -289,7 +287,7 @@ def test_run_with_workers_from_python(tmp_path: Path) -> None:
             assert proc.alive() and time.monotonic() < deadline, proc.output()
             time.sleep(0.05)
         assert len(pids_serving(port, 2)) == 2
-        stop(proc)
+        drained(proc)
 
 
 def test_a_new_release_that_cannot_start_aborts_the_roll(tmp_path: Path) -> None:
@@ -304,7 +302,7 @@ def test_a_new_release_that_cannot_start_aborts_the_roll(tmp_path: Path) -> None
         wait_for_output(proc, "Reload aborted")
         assert pids_serving(port, 2) == before
         assert proc.alive()
-        stop(proc)
+        drained(proc)
 
 
 def test_a_worker_never_ready_is_killed_and_not_restarted_in_a_loop(tmp_path: Path) -> None:

@@ -30,14 +30,15 @@ else:
     _StandsIn = Loadable
 
 
-def _derived(model: BaseModel) -> dict[str, Any]:
-    """Every property the model's own class defines, read now: they depend on fields only
-    (what depends on load() lives in Loadable, which SettledConfig keeps live)."""
-    return {
-        name: getattr(model, name)
-        for name, attribute in vars(type(model)).items()
-        if isinstance(attribute, property)
-    }
+def _read(model: BaseModel) -> dict[str, Any]:
+    """The model's fields (nested models settled too) and every property its own class defines,
+    read now: those depend on the fields only (what depends on load() lives in Loadable, which
+    SettledConfig keeps live)."""
+    values = {name: _settle(getattr(model, name)) for name in type(model).model_fields}
+    for name, attribute in vars(type(model)).items():
+        if isinstance(attribute, property):
+            values[name] = getattr(model, name)
+    return values
 
 
 def _settle(value: Any) -> Any:
@@ -54,8 +55,7 @@ class Settled:
 
     def __init__(self, model: BaseModel) -> None:
         self._fields = tuple(type(model).model_fields)
-        self.__dict__.update({name: _settle(getattr(model, name)) for name in self._fields})
-        self.__dict__.update(_derived(model))
+        self.__dict__.update(_read(model))
 
     def __eq__(self, other: object) -> bool:
         if not hasattr(type(other), "model_fields") and not isinstance(other, Settled):
@@ -75,11 +75,8 @@ class SettledConfig(_StandsIn):
     attributes, with :meth:`load` live (see the module docstring)."""
 
     def __init__(self, config: Config) -> None:  # a Config subclass only to the type checker
-        names = tuple(type(config).model_fields)
-        values = {name: _settle(getattr(config, name)) for name in names}
-        values.update(_derived(config))
-        values["model_fields_set"] = set(config.model_fields_set)  # runtime.logs reads it
-        self.__dict__.update(values)
+        # model_fields_set too: runtime.logs reads which settings were given.
+        self.__dict__.update(_read(config), model_fields_set=set(config.model_fields_set))
         self._listeners: list[ListenerConfig] = _settle(config.listener_configs())
         self._loaded = None
         self._sockets_inherited = config._sockets_inherited
