@@ -24,8 +24,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import runner
-from benchmarks.report import PEERS, SERVER_A, SERVERS, format_table, summarize
+from benchmarks import bare, runner
+from benchmarks.report import BARE, PEERS, SERVER_A, SERVERS, format_table, summarize
 from benchmarks.workloads import WORKLOADS, Workload, select
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -108,6 +108,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="W",
         help="messages in flight per WebSocket connection with --ws-client raw (default 8)",
     )
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="add the ceiling row: benchmarks/bare.c (canned bytes from C, no Python; built "
+        "with cc) on the bodiless plain-HTTP workloads, its ratio to each peer the most any "
+        "server could reach on this machine",
+    )
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
     args = parser.parse_args(argv)
     defaults = (3.0, 1.0, 1) if args.quick else (10.0, 2.0, 3)
@@ -165,9 +172,11 @@ def run_once(
     """One fresh server process, one measurement."""
     result: dict[str, Any] = {"workload": workload.name, "server": server, "round": round_no}
     with runner.running(server, workload, pinning) as sp:
+        before = runner.cpu_times()
         if workload.kind == "ws":
             if args.warmup:
                 runner.run_ws(sp, args.warmup, args.ws_client, args.ws_window)
+            before = runner.cpu_times()
             measured = runner.run_ws(sp, args.duration, args.ws_client, args.ws_window)
         elif workload.kind == "idle":
             runner.check_response(workload, sp.port)
@@ -176,7 +185,9 @@ def run_once(
             runner.check_response(workload, sp.port)
             if args.warmup:
                 runner.run_wrk(workload, sp.port, args.warmup, pinning)
+            before = runner.cpu_times()
             measured = runner.run_wrk(workload, sp.port, args.duration, pinning)
+        measured["steal_pct"] = runner.steal_pct(before, runner.cpu_times())
         if "hwm_kib" not in measured:
             mem = runner.memory_kib(sp.pid)
             measured["rss_kib"], measured["hwm_kib"] = mem["VmRSS"], mem["VmHWM"]
@@ -196,6 +207,8 @@ def describe_run(r: dict[str, Any]) -> str:
     if r.get("p50_ms") is not None:
         parts.append(f"p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms")
     parts.append(f"RSS {r['rss_kib'] / 1024:.1f} MiB peak {r['hwm_kib'] / 1024:.1f} MiB")
+    if r.get("steal_pct"):
+        parts.append(f"steal {r['steal_pct']:.0f}%")
     if r.get("errors"):
         parts.append(f"{r['errors']} errors")
     return ", ".join(parts)
@@ -229,12 +242,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         have_granian = False
         log(f"benchmarks: {GRANIAN_MISSING}")
 
+    bare_skip = None
+    if args.bare:
+        try:
+            bare.build()
+        except RuntimeError as exc:
+            bare_skip = str(exc)
+            log(f"benchmarks: no ceiling row: {exc}")
+
     pinning = runner.Pinning.detect()
     if pinning.load is not None:
         os.sched_setaffinity(0, {pinning.load})  # the harness is a load generator too (ws, idle)
     fd_limit = runner.raise_fd_limit()
+    servers = len(SERVERS) if args.bare else len(SERVERS) - 1
     log(
-        f"benchmarks: {len(workloads)} workloads x {args.rounds} rounds x {len(SERVERS)} servers, {args.duration:g}s runs + {args.warmup:g}s warmup"
+        f"benchmarks: {len(workloads)} workloads x {args.rounds} rounds x {servers} servers, {args.duration:g}s runs + {args.warmup:g}s warmup"
     )
     log(f"benchmarks: {pinning.describe()}")
 
@@ -254,7 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reason:
             log(f"benchmarks: skipping {w.name}: {reason}")
             runs.extend(
-                {"workload": w.name, "server": s, "round": 0, "skipped": reason} for s in SERVERS
+                {"workload": w.name, "server": s, "round": 0, "skipped": reason}
+                for s in SERVERS
+                if s != BARE or args.bare
             )
         else:
             active.append(w)
@@ -271,6 +295,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 plan[w.name].append(peer)
             else:
                 runs.append({"workload": w.name, "server": peer, "round": 0, "skipped": why})
+        if args.bare:
+            why = bare_skip or bare.skip_reason(w)
+            if why is None:
+                plan[w.name].append(BARE)
+            else:
+                runs.append({"workload": w.name, "server": BARE, "round": 0, "skipped": why})
 
     started = time.monotonic()
     for round_no in range(1, args.rounds + 1):

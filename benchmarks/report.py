@@ -16,7 +16,13 @@ SERVER_B = "uvicorn"
 # The peers appserver is compared with, each in the same rounds: uvicorn (its baseline) and
 # granian (Rust, the server people pick for speed).
 PEERS = (SERVER_B, "granian")
-SERVERS = (SERVER_A, *PEERS)
+# The ceiling row (--bare): benchmarks/bare.c writes canned bytes, no Python; its ratio to a peer
+# is the most any server could show against that peer on the machine of the run.
+BARE = "bare"
+SERVERS = (SERVER_A, *PEERS, BARE)
+# Above this share of CPU time taken by the hypervisor during a workload's runs, the table says
+# so: the ratios of such a run move with the neighbours, not with the code.
+STEAL_NOTE_PCT = 5.0
 
 JSON_MARKER = "BENCH_JSON "
 _UNITS_TO_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -117,14 +123,17 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
-def paired_ratio(runs: Sequence[dict[str, Any]], key: str, peer: str = SERVER_B) -> float | None:
-    """Median over rounds of appserver[key] / peer[key] within the same round."""
+def paired_ratio(
+    runs: Sequence[dict[str, Any]], key: str, peer: str = SERVER_B, of: str = SERVER_A
+) -> float | None:
+    """Median over rounds of ``of``[key] / peer[key] within the same round (``of``: appserver,
+    or bare for the ceiling)."""
     by_round: dict[int, dict[str, Any]] = {}
     for run in runs:
         if run.get("skipped"):
             continue
         by_round.setdefault(run["round"], {})[run["server"]] = run.get(key)
-    return median(ratio(pair.get(SERVER_A), pair.get(peer)) for _, pair in sorted(by_round.items()))
+    return median(ratio(pair.get(of), pair.get(peer)) for _, pair in sorted(by_round.items()))
 
 
 def summarize(workload: dict[str, Any], runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -132,9 +141,10 @@ def summarize(workload: dict[str, Any], runs: Sequence[dict[str, Any]]) -> dict[
 
     ``workload`` needs ``name``, ``metric`` and ``kind``; each run has ``server``, ``round`` and
     the measured ``rate`` (req/s or msg/s; None for idle), ``p50_ms``, ``p99_ms``, ``hwm_kib``
-    (VmHWM: peak RSS), ``rss_kib`` (VmRSS when measured), ``errors`` (a count) or ``skipped``.
-    The ratio compares ``rate`` (higher is better), or ``rss_kib`` for the idle kind (lower is
-    better).
+    (VmHWM: peak RSS), ``rss_kib`` (VmRSS when measured), ``errors`` (a count), ``steal_pct``
+    (the hypervisor's share of the CPU time while it ran) or ``skipped``. The ratio compares
+    ``rate`` (higher is better), or ``rss_kib`` for the idle kind (lower is better); the
+    ceiling is the bare server's ratio to each peer, when it ran.
     """
     mine = [r for r in runs if r["workload"] == workload["name"]]
     # The workload is skipped when appserver's runs are; a peer may be skipped on its own
@@ -166,6 +176,8 @@ def summarize(workload: dict[str, Any], runs: Sequence[dict[str, Any]]) -> dict[
         peer: None if skipped or peer not in servers else paired_ratio(mine, key, peer)
         for peer in PEERS
     }
+    ran_bare = BARE in servers and not servers[BARE]["skipped"] and not skipped
+    ceiling = {peer: paired_ratio(mine, key, peer, of=BARE) for peer in PEERS} if ran_bare else {}
     return {
         "workload": workload["name"],
         "kind": workload["kind"],
@@ -176,6 +188,8 @@ def summarize(workload: dict[str, Any], runs: Sequence[dict[str, Any]]) -> dict[
         "ratio_of": key,
         "ratio": ratios[SERVER_B],  # to uvicorn
         "ratios": ratios,
+        "ceiling": ceiling,
+        "steal_pct": median(r.get("steal_pct") for r in mine if not r.get("skipped")),
     }
 
 
@@ -205,7 +219,13 @@ def format_table(summaries: Sequence[dict[str, Any]]) -> str:
             rows.append((s["workload"], "(skipped)", "-", "-", "-", "-", *("-" for _ in PEERS)))
             notes.append(f"{s['workload']}: skipped: {s['skipped']}")
             continue
-        shown = [server for server in SERVERS if server in s["servers"]]
+        # A workload bare cannot answer (a body, TLS, workers) has no ceiling row; the reason
+        # is in the results file.
+        shown = [
+            server
+            for server in SERVERS
+            if server in s["servers"] and not (server == BARE and s["servers"][server]["skipped"])
+        ]
         for i, server in enumerate(shown):
             data = s["servers"][server]
             if data.get("skipped"):
@@ -222,8 +242,11 @@ def format_table(summaries: Sequence[dict[str, Any]]) -> str:
                 rate += " !"
                 notes.append(f"{s['workload']}: {server}: {data['errors']} errors (! above)")
             cells: list[str] = ["" for _ in PEERS]
-            if i == 0:
-                ratios = s.get("ratios") or {SERVER_B: s["ratio"]}
+            if i == 0 or server == BARE:
+                if server == BARE:
+                    ratios = s.get("ceiling") or {}
+                else:
+                    ratios = s.get("ratios") or {SERVER_B: s["ratio"]}
                 cells = [
                     "-" if ratios.get(peer) is None else f"{ratios[peer]:.2f}x {s['metric']}"
                     for peer in PEERS
@@ -238,6 +261,12 @@ def format_table(summaries: Sequence[dict[str, Any]]) -> str:
                     _mib(data["hwm_kib"]),
                     *cells,
                 )
+            )
+        steal = s.get("steal_pct")
+        if steal is not None and steal > STEAL_NOTE_PCT:
+            notes.append(
+                f"{s['workload']}: the hypervisor took {steal:.0f}% of the CPU time during its "
+                "runs (median): its ratios move with the machine's neighbours"
             )
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     right = {2, 3, 4, 5}
@@ -256,5 +285,10 @@ def format_table(summaries: Sequence[dict[str, Any]]) -> str:
         "vs X = appserver / X, median of per-round ratios; "
         "req/s, msg/s: higher is better; RSS (idle connections): lower is better."
     )
+    if any(s.get("ceiling") for s in summaries):
+        text.append(
+            "bare: benchmarks/bare.c, canned bytes from C with no Python; on its row, vs X = "
+            "bare / X, the most any server could reach against X on this machine."
+        )
     text.extend(notes)
     return "\n".join(text)

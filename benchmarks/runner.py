@@ -79,6 +79,26 @@ def pin_process(pid: int, core: int) -> None:
             os.sched_setaffinity(tid, {core})
 
 
+def cpu_times() -> tuple[int, int]:
+    """(steal, total) clock ticks of all CPUs so far, from /proc/stat ((0, 0) elsewhere).
+
+    Steal is time the hypervisor gave this VM's vCPUs to someone else: on a shared host it is
+    what moves one run's numbers against another's.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0, 0
+    ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (ticks[7] if len(ticks) > 7 else 0), sum(ticks)
+
+
+def steal_pct(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    """The hypervisor's share of the CPU time between two ``cpu_times()`` (None: unknown)."""
+    total = after[1] - before[1]
+    return None if total <= 0 else 100.0 * (after[0] - before[0]) / total
+
+
 _STATUS_FIELD = re.compile(r"^(VmRSS|VmHWM):\s+(\d+)\s+kB", re.MULTILINE)
 
 

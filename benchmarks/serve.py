@@ -1,6 +1,6 @@
 """Launch one server on one benchmark app (run as a subprocess by the harness).
 
-    python -m benchmarks.serve --server appserver|uvicorn|granian --app hello \
+    python -m benchmarks.serve --server appserver|uvicorn|granian|bare --app hello \
         --http httptools --loop uvloop --port 8001
 
 appserver and uvicorn are started by their command lines, as they are deployed, with the same
@@ -8,7 +8,7 @@ flags (appserver's are uvicorn's names) and the app as an import string: no acce
 warning-level logging, lifespan off, 127.0.0.1 only (``appserver serve`` validates, then replaces
 itself with a serving process that holds no pydantic; the process id stays). granian gets the
 same in its own words (``--interface asgi``, one worker, one runtime thread, uvloop, HTTP/1
-only, no access log). ``--cpu N`` pins the process to core N before the server starts (the
+only, no access log). bare is benchmarks/bare.c, the ceiling row (benchmarks/bare.py). ``--cpu N`` pins the process to core N before the server starts (the
 harness also re-pins every thread once the port answers).
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 from benchmarks.apps import APPS
 
-SERVERS = ("appserver", "uvicorn", "granian")
+SERVERS = ("appserver", "uvicorn", "granian", "bare")
 HOST = "127.0.0.1"
 
 
@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.server == "granian":
         run_granian(args)
         return
+    if args.server == "bare":
+        run_bare(args)
+        return
     command = [sys.executable, "-m", args.server]
     if args.server == "appserver":
         command.append("serve")
@@ -71,6 +74,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Each by its command line, as deployed: this process becomes the server (same pid, the
     # affinity set above kept).
     os.execv(sys.executable, [*command, *command_line(args)])
+
+
+def run_bare(args: argparse.Namespace) -> None:
+    """The C server of the ceiling row (benchmarks/bare.c), answering with the app's bytes,
+    handed over in a memfd it opens by its /dev/fd path."""
+    from benchmarks import bare
+
+    binary = bare.build()
+    fd = os.memfd_create("bare-response", 0)  # inheritable: os.memfd_create leaves it so
+    with open(fd, "wb", closefd=False) as response:
+        response.write(bare.response_bytes(args.app))
+    os.execv(binary, [str(binary), str(args.port), f"/dev/fd/{fd}"])
 
 
 def run_granian(args: argparse.Namespace) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import socket
+import time
 
 import httpx
 import pytest
-from benchmarks import runner, ws_raw
+from benchmarks import apps, bare, runner, ws_raw
 from benchmarks.report import (
     WrkParseError,
     format_table,
@@ -161,6 +163,119 @@ def test_summarize_and_table() -> None:
     assert any(line.startswith("ws-echo") and "(skipped)" in line for line in lines)
     assert "ws-echo: skipped: no ws" in table
     assert "hello: uvicorn: 7 errors" in table
+
+
+def test_bare_row_carries_the_ceiling_and_steal_is_noted() -> None:
+    hello = {"name": "hello", "kind": "wrk", "metric": "req/s"}
+    echo = {"name": "echo-1k", "kind": "wrk", "metric": "req/s"}
+    runs = [
+        _run("appserver", 1, 22000.0, steal_pct=12.0),
+        _run("uvicorn", 1, 20000.0, steal_pct=8.0),
+        _run("bare", 1, 30000.0, steal_pct=10.0),
+        _run("appserver", 2, 24000.0, steal_pct=1.0),
+        _run("uvicorn", 2, 20000.0, steal_pct=30.0),
+        _run("bare", 2, 34000.0, steal_pct=20.0),
+        {**_run("appserver", 1, 11000.0), "workload": "echo-1k"},
+        {**_run("uvicorn", 1, 10000.0), "workload": "echo-1k"},
+        {"workload": "echo-1k", "server": "bare", "round": 0, "skipped": "no bodies"},
+    ]
+    hello_runs = [r for r in runs if r["workload"] == "hello"]
+    assert paired_ratio(hello_runs, "rate", of="bare") == pytest.approx((1.5 + 1.7) / 2)
+    summary, echo_summary = summarize(hello, runs), summarize(echo, runs)
+    assert summary["ratio"] == pytest.approx((1.1 + 1.2) / 2)  # appserver's, as before
+    assert summary["ceiling"]["uvicorn"] == pytest.approx(1.6)
+    assert summary["ceiling"]["granian"] is None  # granian did not run
+    assert summary["steal_pct"] == pytest.approx(11.0)  # median of all six runs
+    assert echo_summary["ceiling"] == {}
+    table = format_table([summary, echo_summary])
+    bare_row = next(line for line in table.splitlines() if line.split()[:1] == ["bare"])
+    assert "32,000 req/s" in bare_row and "1.60x req/s" in bare_row
+    appserver_row = next(line for line in table.splitlines() if line.startswith("hello"))
+    assert "1.15x req/s" in appserver_row
+    # echo has no bare row (it has a body), and its skip is not a note either.
+    rows = [line.split() for line in table.splitlines()]
+    assert sum(1 for row in rows if row[:1] == ["bare"]) == 1 and "no bodies" not in table
+    assert "hello: the hypervisor took 11% of the CPU time" in table
+    assert "echo-1k: the hypervisor" not in table  # no steal measured there
+    assert "the most any server could reach" in table
+
+
+def test_steal_share_of_cpu_time() -> None:
+    assert runner.steal_pct((10, 1000), (60, 1500)) == pytest.approx(10.0)
+    assert runner.steal_pct((10, 1000), (10, 1000)) is None
+    steal, total = runner.cpu_times()
+    assert 0 <= steal <= total and total > 0  # /proc/stat: this suite runs on Linux
+
+
+@pytest.mark.parametrize(
+    ("app", "framing", "body"),
+    [
+        ("hello", b"content-length: 13", apps.HELLO_BODY),
+        ("big", b"content-length: 65536", apps.BIG_BODY),
+        (
+            "stream",
+            b"transfer-encoding: chunked",
+            b"400\r\n" + apps.STREAM_CHUNK + b"\r\n",
+        ),
+    ],
+)
+def test_bare_response_is_the_apps_answer(app: str, framing: bytes, body: bytes) -> None:
+    response = bare.response_bytes(app)
+    head, _, rest = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\ndate: ")
+    assert framing in head.split(b"\r\n")
+    if app == "stream":
+        assert rest == body * apps.STREAM_CHUNKS + b"0\r\n\r\n"
+    else:
+        assert rest == body
+
+
+def test_bare_runs_only_where_it_can_answer() -> None:
+    runnable = {w.name for w in WORKLOADS if bare.skip_reason(w) is None}
+    assert runnable == {"hello", "hello-1conn", "big-64k", "stream-10"}
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, f"closed after {len(data)} of {size} bytes"
+        data += chunk
+    return data
+
+
+@pytest.mark.timeout(60)
+def test_bare_server_answers_split_and_pipelined_heads() -> None:
+    """The C server counts request heads across reads: a head sent a byte at a time gets one
+    answer, a head whose blank line follows a stray CR gets one, and 100 pipelined heads get
+    100 answers of 64 KiB, more than the socket holds, finished as the client reads."""
+    try:
+        bare.build()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    for app, workload in (("hello", "hello"), ("big", "big-64k")):
+        expected = len(bare.response_bytes(app))
+        with runner.running("bare", select([workload])[0], runner.Pinning()) as sp:
+            runner.check_response(select([workload])[0], sp.port)
+            with socket.create_connection(("127.0.0.1", sp.port), timeout=10) as sock:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for byte in request:
+                    sock.sendall(bytes([byte]))
+                    time.sleep(0.001)
+                first = _read_exactly(sock, expected)
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\r\n\r\n")
+                stray = _read_exactly(sock, expected)
+                sock.sendall(request * 100)
+                time.sleep(0.2)  # the server fills the socket and waits for room
+                rest = _read_exactly(sock, 100 * expected)
+                sock.settimeout(0.3)
+                with pytest.raises(TimeoutError):
+                    sock.recv(1)  # nothing more than the answers asked for
+        for answer in (first, stray):
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert rest.count(b"HTTP/1.1 200 OK\r\n") == 100
+        assert sp.proc.returncode is not None  # stopped
 
 
 def test_select_workloads() -> None:
