@@ -10,6 +10,7 @@ why they were skipped and the ratios to uvicorn stand alone.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -17,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
 from importlib import metadata
@@ -115,6 +116,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "with cc) on the bodiless plain-HTTP workloads, its ratio to each peer the most any "
         "server could reach on this machine",
     )
+    parser.add_argument(
+        "--max-steal",
+        type=float,
+        default=5.0,
+        metavar="PCT",
+        help="measure a run again when the hypervisor took more than PCT%% of the CPU time "
+        "during it (default 5; the discarded runs stay in the JSON)",
+    )
+    parser.add_argument(
+        "--steal-retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="at most N repeats of a run for steal (default 2; 0: keep every first run)",
+    )
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
     args = parser.parse_args(argv)
     defaults = (3.0, 1.0, 1) if args.quick else (10.0, 2.0, 3)
@@ -126,6 +142,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.rounds = defaults[2]
     if args.duration < 1 or args.rounds < 1 or args.warmup < 0 or args.ws_window < 1:
         parser.error("--duration must be >= 1, --rounds >= 1, --warmup >= 0, --ws-window >= 1")
+    if args.max_steal < 0 or args.steal_retries < 0:
+        parser.error("--max-steal and --steal-retries must be >= 0")
     return args
 
 
@@ -194,6 +212,38 @@ def run_once(
     result.update(measured)
     result["errors"] = measured.get("error_count", 0)
     return result
+
+
+def run_recorded(
+    workload: Workload,
+    server: str,
+    round_no: int,
+    args: argparse.Namespace,
+    pinning: runner.Pinning,
+) -> dict[str, Any]:
+    """``run_once``, or the run's failure recorded (the harness keeps going; the exit status
+    says it)."""
+    try:
+        return run_once(workload, server, round_no, args, pinning)
+    except Exception as exc:
+        return {"workload": workload.name, "server": server, "round": round_no, "failed": str(exc)}
+
+
+def measure(
+    attempt: Callable[[], dict[str, Any]], max_steal: float, retries: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``attempt()`` until a run's steal is at most ``max_steal`` percent, at most ``retries``
+    times more: the kept run and the runs passed over. A run measured while a neighbour had
+    the cores is the neighbour's number, not the server's; the last try is kept either way
+    (the table notes its steal)."""
+    passed_over: list[dict[str, Any]] = []
+    while True:
+        result = attempt()
+        steal = result.get("steal_pct")
+        if steal is None or steal <= max_steal or len(passed_over) == retries:
+            result["attempts"] = len(passed_over) + 1
+            return result, passed_over
+        passed_over.append(result)
 
 
 def describe_run(r: dict[str, Any]) -> str:
@@ -303,22 +353,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runs.append({"workload": w.name, "server": BARE, "round": 0, "skipped": why})
 
     started = time.monotonic()
+    discarded: list[dict[str, Any]] = []
     for round_no in range(1, args.rounds + 1):
         for w in active:
             for server in plan[w.name]:
-                try:
-                    result = run_once(w, server, round_no, args, pinning)
-                except Exception as exc:  # record it and keep going; exit status says it
-                    result = {
-                        "workload": w.name,
-                        "server": server,
-                        "round": round_no,
-                        "failed": str(exc),
-                    }
+                prefix = f"[round {round_no}/{args.rounds}] {w.name:12} {server:9}"
+                attempt = functools.partial(run_recorded, w, server, round_no, args, pinning)
+                result, passed_over = measure(attempt, args.max_steal, args.steal_retries)
+                for stolen in passed_over:
+                    log(f"{prefix} {describe_run(stolen)} (steal above {args.max_steal:g}%: again)")
+                discarded.extend(passed_over)
                 runs.append(result)
-                log(
-                    f"[round {round_no}/{args.rounds}] {w.name:12} {server:9} {describe_run(result)}"
-                )
+                log(f"{prefix} {describe_run(result)}")
 
     summaries = [summarize({**asdict(w), "metric": w.metric}, runs) for w in workloads]
     table = format_table(summaries)
@@ -342,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workloads": [asdict(w) for w in workloads],
         "summary": summaries,
         "runs": runs,
+        "discarded": discarded,
         "table": table,
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
