@@ -187,8 +187,22 @@ def run_once(
     args: argparse.Namespace,
     pinning: runner.Pinning,
 ) -> dict[str, Any]:
-    """One fresh server process, one measurement."""
+    """One fresh server process, one measurement, or its failure recorded (the harness keeps
+    going; the exit status says it)."""
     result: dict[str, Any] = {"workload": workload.name, "server": server, "round": round_no}
+    try:
+        measured = measure_once(workload, server, args, pinning)
+    except Exception as exc:
+        return {**result, "failed": str(exc)}
+    result.update(measured)
+    result["errors"] = measured.get("error_count", 0)
+    return result
+
+
+def measure_once(
+    workload: Workload, server: str, args: argparse.Namespace, pinning: runner.Pinning
+) -> dict[str, Any]:
+    """The numbers of one fresh server process, and the steal while they were measured."""
     with runner.running(server, workload, pinning) as sp:
         before = runner.cpu_times()
         if workload.kind == "ws":
@@ -209,27 +223,10 @@ def run_once(
         if "hwm_kib" not in measured:
             mem = runner.memory_kib(sp.pid)
             measured["rss_kib"], measured["hwm_kib"] = mem["VmRSS"], mem["VmHWM"]
-    result.update(measured)
-    result["errors"] = measured.get("error_count", 0)
-    return result
+    return measured
 
 
-def run_recorded(
-    workload: Workload,
-    server: str,
-    round_no: int,
-    args: argparse.Namespace,
-    pinning: runner.Pinning,
-) -> dict[str, Any]:
-    """``run_once``, or the run's failure recorded (the harness keeps going; the exit status
-    says it)."""
-    try:
-        return run_once(workload, server, round_no, args, pinning)
-    except Exception as exc:
-        return {"workload": workload.name, "server": server, "round": round_no, "failed": str(exc)}
-
-
-def measure(
+def retry_stolen(
     attempt: Callable[[], dict[str, Any]], max_steal: float, retries: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``attempt()`` until a run's steal is at most ``max_steal`` percent, at most ``retries``
@@ -358,8 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for w in active:
             for server in plan[w.name]:
                 prefix = f"[round {round_no}/{args.rounds}] {w.name:12} {server:9}"
-                attempt = functools.partial(run_recorded, w, server, round_no, args, pinning)
-                result, passed_over = measure(attempt, args.max_steal, args.steal_retries)
+                attempt = functools.partial(run_once, w, server, round_no, args, pinning)
+                result, passed_over = retry_stolen(attempt, args.max_steal, args.steal_retries)
                 for stolen in passed_over:
                     log(f"{prefix} {describe_run(stolen)} (steal above {args.max_steal:g}%: again)")
                 discarded.extend(passed_over)

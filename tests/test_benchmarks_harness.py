@@ -202,20 +202,20 @@ def test_bare_row_carries_the_ceiling_and_steal_is_noted() -> None:
 
 
 def test_a_run_with_steal_is_measured_again() -> None:
-    from benchmarks.__main__ import measure
+    from benchmarks.__main__ import retry_stolen
 
     def attempts(*steals: float | None) -> Callable[[], dict[str, object]]:
         queue = iter(steals)
         return lambda: {"rate": 1.0, "steal_pct": next(queue)}
 
-    kept, passed_over = measure(attempts(20.0, 9.0, 3.0, 0.0), 5.0, 3)
+    kept, passed_over = retry_stolen(attempts(20.0, 9.0, 3.0, 0.0), 5.0, 3)
     assert kept["steal_pct"] == 3.0 and kept["attempts"] == 3
     assert [r["steal_pct"] for r in passed_over] == [20.0, 9.0]
-    kept, passed_over = measure(attempts(20.0, 30.0, 40.0), 5.0, 2)  # the last try is kept
+    kept, passed_over = retry_stolen(attempts(20.0, 30.0, 40.0), 5.0, 2)  # the last try is kept
     assert kept["steal_pct"] == 40.0 and kept["attempts"] == 3 and len(passed_over) == 2
-    kept, passed_over = measure(attempts(None), 5.0, 2)  # unknown steal (no /proc/stat)
+    kept, passed_over = retry_stolen(attempts(None), 5.0, 2)  # unknown steal (no /proc/stat)
     assert kept["attempts"] == 1 and passed_over == []
-    kept, passed_over = measure(attempts(50.0), 5.0, 0)
+    kept, passed_over = retry_stolen(attempts(50.0), 5.0, 0)
     assert kept["steal_pct"] == 50.0 and passed_over == []
 
 
