@@ -301,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if pinning.load is not None:
         os.sched_setaffinity(0, {pinning.load})  # the harness is a load generator too (ws, idle)
     fd_limit = runner.raise_fd_limit()
-    servers = len(SERVERS) if args.bare else len(SERVERS) - 1
+    servers = sum(1 for s in SERVERS if s != BARE or args.bare)
     log(
         f"benchmarks: {len(workloads)} workloads x {args.rounds} rounds x {servers} servers, {args.duration:g}s runs + {args.warmup:g}s warmup"
     )

@@ -2,7 +2,8 @@
 
 A server that does nothing but read a request head and write a fixed response shows what the
 kernel, the loopback and wrk allow on this machine; its ratio to uvicorn on a workload is the
-most any server could reach there (``--bare``). It runs only on workloads whose requests have
+most a server could reach there (``--bare``): a reference measured in the same rounds, so
+within the noise a server can come out level with it or just above. It runs only on workloads whose requests have
 no body and whose response is the same every time (hello, big, stream), plain HTTP, one process.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -27,7 +29,9 @@ STATUS_LINE = b"HTTP/1.1 200 OK\r\n"
 
 def skip_reason(workload: Workload) -> str | None:
     """Why the bare server does not run ``workload`` (None: it does)."""
-    if workload.kind != "wrk" or workload.body_bytes:
+    if workload.kind != "wrk":
+        return "bare answers HTTP requests from wrk only (no WebSocket, no idle count)"
+    if workload.body_bytes:
         return "bare answers bodiless requests only"
     if workload.tls or workload.workers > 1 or workload.metrics:
         return "bare is plain HTTP, one process, no metrics"
@@ -42,22 +46,25 @@ def build() -> Path:
     Raises RuntimeError saying why when there is no compiler or the build fails.
     """
     source = SOURCE.read_bytes()
-    binary = (
-        Path(tempfile.gettempdir())
-        / f"appserver-bench-bare-{hashlib.sha256(source).hexdigest()[:12]}"
-    )
+    # A directory of this user's own (0700): a binary someone else planted is never run.
+    cache = Path(tempfile.gettempdir()) / f"appserver-bench-{os.getuid()}"
+    cache.mkdir(mode=0o700, exist_ok=True)
+    if cache.stat().st_uid != os.getuid() or cache.stat().st_mode & 0o077:
+        raise RuntimeError(f"{cache} is not this user's own directory (0700)")
+    binary = cache / f"bare-{hashlib.sha256(source).hexdigest()[:12]}"
     if binary.exists():
         return binary
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        raise RuntimeError("no C compiler (cc, gcc or $CC) to build benchmarks/bare.c")
+    compiler = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or "gcc"]
     partial = binary.with_suffix(f".{os.getpid()}.tmp")
-    done = subprocess.run(
-        [compiler, "-O2", "-o", str(partial), str(SOURCE)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            [*compiler, "-O2", "-o", str(partial), str(SOURCE)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError as exc:
+        raise RuntimeError(f"no C compiler to build benchmarks/bare.c ({exc})") from None
     if done.returncode != 0:
         partial.unlink(missing_ok=True)
         raise RuntimeError(f"building benchmarks/bare.c failed: {done.stderr.strip()[-500:]}")

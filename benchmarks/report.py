@@ -17,7 +17,7 @@ SERVER_B = "uvicorn"
 # granian (Rust, the server people pick for speed).
 PEERS = (SERVER_B, "granian")
 # The ceiling row (--bare): benchmarks/bare.c writes canned bytes, no Python; its ratio to a peer
-# is the most any server could show against that peer on the machine of the run.
+# is what a server doing no work shows against that peer on the machine of the run.
 BARE = "bare"
 SERVERS = (SERVER_A, *PEERS, BARE)
 # Above this share of CPU time taken by the hypervisor during a workload's runs, the table says
@@ -285,10 +285,10 @@ def format_table(summaries: Sequence[dict[str, Any]]) -> str:
         "vs X = appserver / X, median of per-round ratios; "
         "req/s, msg/s: higher is better; RSS (idle connections): lower is better."
     )
-    if any(s.get("ceiling") for s in summaries):
+    if any(v is not None for s in summaries for v in (s.get("ceiling") or {}).values()):
         text.append(
             "bare: benchmarks/bare.c, canned bytes from C with no Python; on its row, vs X = "
-            "bare / X, the most any server could reach against X on this machine."
+            "bare / X, what a server doing no work reaches against X on this machine (within noise)."
         )
     text.extend(notes)
     return "\n".join(text)
