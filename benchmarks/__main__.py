@@ -202,9 +202,9 @@ def run_once(
 def measure_once(
     workload: Workload, server: str, args: argparse.Namespace, pinning: runner.Pinning
 ) -> dict[str, Any]:
-    """The numbers of one fresh server process, and the steal while they were measured."""
+    """The numbers of one fresh server process, and the steal while a rate was measured."""
     with runner.running(server, workload, pinning) as sp:
-        before = runner.cpu_times()
+        before = None  # idle: an RSS, which steal does not move
         if workload.kind == "ws":
             if args.warmup:
                 runner.run_ws(sp, args.warmup, args.ws_client, args.ws_window)
@@ -219,7 +219,8 @@ def measure_once(
                 runner.run_wrk(workload, sp.port, args.warmup, pinning)
             before = runner.cpu_times()
             measured = runner.run_wrk(workload, sp.port, args.duration, pinning)
-        measured["steal_pct"] = runner.steal_pct(before, runner.cpu_times())
+        if before is not None:
+            measured["steal_pct"] = runner.steal_pct(before, runner.cpu_times())
         if "hwm_kib" not in measured:
             mem = runner.memory_kib(sp.pid)
             measured["rss_kib"], measured["hwm_kib"] = mem["VmRSS"], mem["VmHWM"]

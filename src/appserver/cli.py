@@ -219,6 +219,18 @@ def _resolve(
     return resolved
 
 
+def _resolve_served(
+    path: Path | None, env_file: Path | None, flags: dict[str, Any], assignments: list[str]
+) -> Resolved:
+    """``_resolve`` for a server, at start and on SIGHUP alike: ``--env-file``'s path is kept on
+    the config, so its other variables reach the app's environment (uvicorn's env_file).
+    ``check`` shows the sources as they are, without it."""
+    resolved = _resolve(path, env_file, flags, assignments)
+    if resolved.config is not None and env_file is not None and resolved.config.env_file is None:
+        resolved.config.env_file = str(env_file)
+    return resolved
+
+
 def _print_problems(errors: list[SettingError], label: str) -> None:
     count = len(errors)
     typer.echo(f"{label}: invalid configuration ({count} problem{'s' * (count != 1)}):", err=True)
@@ -290,14 +302,12 @@ def serve(
             raise typer.Exit(1)
         flags.setdefault("--app", str(config))  # uvicorn's `uvicorn myapp:app`
         config = None
-    resolved = _resolve(config, env_file, flags, set_ or [])
+    resolved = _resolve_served(config, env_file, flags, set_ or [])
     if resolved.config is None:
         _print_problems(resolved.errors, str(config) if config else "appserver")
         raise typer.Exit(1)
     for warning in resolved.unknown:
         typer.echo(f"warning: {warning}", err=True)
-    if env_file is not None and resolved.config.env_file is None:
-        resolved.config.env_file = str(env_file)  # its other variables are the app's (uvicorn)
     app = resolved.config.app
     if isinstance(app, str) and not _module_exists(app.partition(":")[0], resolved.config.app_dir):
         # Said here, where it is known where the app string came from (an env-only deploy
@@ -339,11 +349,9 @@ def reread(
     flags); a ConfigError lists every problem."""
     from appserver.errors import ConfigError
 
-    again = _resolve(config, env_file, flags, assignments)
+    again = _resolve_served(config, env_file, flags, assignments)
     if again.config is None:
         raise ConfigError(again.errors)
-    if env_file is not None and again.config.env_file is None:
-        again.config.env_file = str(env_file)
     return again.config
 
 
