@@ -250,6 +250,39 @@ def test_unsafe_response_headers_are_rejected(headers: list[tuple[Any, Any]]) ->
         scan_headers(headers)
 
 
+@pytest.mark.parametrize(
+    ("headers", "encoded", "length"),
+    [
+        ([(b"content-length", b"13")], b"content-length: 13\r\n", 13),
+        # Optional whitespace around the value (RFC 9110 §5.5) is dropped, the name's case kept.
+        ([(b"Content-Length", b" 7\t")], b"Content-Length: 7\r\n", 7),
+        ([(b"content-length", b"0")], b"content-length: 0\r\n", 0),
+        # Past a machine word the value is still exact.
+        ([(b"content-length", b"12345678901234567890123")], None, 12345678901234567890123),
+        # Any pair will do, not only a tuple; the same length twice is one length.
+        ([[b"content-length", b"5"], (b"content-length", b"5")], None, 5),
+        ([(b"x-a", b"1"), (b"content-length", b"2"), (b"x-b", b"3")], None, 2),
+    ],
+)
+def test_content_length_is_read_and_kept(
+    headers: list[Any], encoded: bytes | None, length: int
+) -> None:
+    lines, content_length, chunked, close, _ = scan_headers(headers)
+    assert content_length == length
+    assert not chunked and not close
+    assert lines == (
+        encoded
+        if encoded is not None
+        else b"".join(b"%s: %s\r\n" % (bytes(n), bytes(v).strip()) for n, v in headers)
+    )
+
+
+@pytest.mark.parametrize("item", [(b"x-a",), (b"x-a", b"1", b"2"), b"x-a", None])
+def test_a_header_must_be_a_pair(item: Any) -> None:
+    with pytest.raises(ProtocolError):
+        scan_headers([item])
+
+
 def test_head_request_gets_head_only() -> None:
     cycle = make_cycle(method=b"HEAD")
     cycle.end_request()

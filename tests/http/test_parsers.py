@@ -101,3 +101,38 @@ def test_a_parser_that_will_not_read_on_is_never_idle(message: bytes) -> None:
     parser = HttptoolsParser(Sink(), HeadLimits())
     parser.feed(message)
     assert not parser.idle
+
+
+class VersionSink(Sink):
+    def on_request(
+        self, method: bytes, target: bytes, http_version: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        self.events.append((target, http_version))
+
+
+VERSIONED = (
+    b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+    b"GET /b HTTP/1.0\r\n\r\n"  # 1.0 does not keep the connection: the last one read
+)
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        VERSIONED,
+        b"\r\n" + VERSIONED,  # an empty line before a request line is allowed (RFC 9112 §2.2)
+        b"GET /HTTP/1.1 HTTP/1.1\r\nHost: x\r\n\r\nGET /HTTP/1.1 HTTP/1.0\r\n\r\n",
+    ],
+)
+@pytest.mark.parametrize("step", [1, 7, 10_000])
+def test_each_request_gets_its_own_version(make: Any, stream: bytes, step: int) -> None:
+    """The httptools adapter reads "1.1" from the request line where it can (cheaper than
+    llhttp's get_http_version()): whatever the reads, each request reports its own."""
+    sink = VersionSink()
+    parser: RequestParser = make(sink)
+    for i in range(0, len(stream), step):
+        parser.feed(stream[i : i + step])
+    targets = [event for event in sink.events if event[0] != "end"]
+    first = b"/HTTP/1.1" if b"/HTTP/1.1" in stream else b"/a"
+    second = b"/HTTP/1.1" if b"/HTTP/1.1" in stream else b"/b"
+    assert targets == [(first, "1.1"), (second, "1.0")]

@@ -261,3 +261,46 @@ def test_small_pieces_are_joined_and_no_empty_piece_is_written(http: str) -> Non
     assert answer.endswith(b"\r\n\r\n" + b"s" * 8192)
     assert [kind for kind, _ in calls] == ["write"]
     assert all(piece for _, pieces in calls for piece in pieces)
+
+
+def test_app_runs_in_its_own_task_and_a_task_factory_is_honoured(http: str) -> None:
+    """Each app call is an asyncio Task (current_task() is it: anyio relies on that), made by
+    the loop's task factory when one is set, in a fresh context under reset_contextvars."""
+    seen: list[tuple[Any, bool]] = []
+    made: list[asyncio.Task[Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        task = asyncio.current_task()
+        seen.append((task, task in made))
+        await send({"type": "http.response.start", "status": 204})
+        await send({"type": "http.response.body"})
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop, **kw)
+        made.append(task)
+        return task
+
+    async def one_request(port: int) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data, closed = await read_until_close(reader, 5.0)
+        writer.close()
+        assert closed
+        return data
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for reset in (False, True):
+            async with serve(app, http, reset_contextvars=reset) as (_, port):
+                assert (await one_request(port)).startswith(b"HTTP/1.1 204 ")
+                loop.set_task_factory(factory)
+                try:
+                    assert (await one_request(port)).startswith(b"HTTP/1.1 204 ")
+                finally:
+                    loop.set_task_factory(None)
+
+    run(main())
+    assert len(seen) == 4
+    for i, (task, by_factory) in enumerate(seen):
+        assert isinstance(task, asyncio.Task)
+        assert by_factory is (i % 2 == 1), i

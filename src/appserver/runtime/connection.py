@@ -57,6 +57,10 @@ class Phase(enum.Enum):
     __hash__ = object.__hash__
 
 
+# The app's task: asyncio.Task itself (C, on CPython), named once for all requests.
+_Task: Final = asyncio.Task
+_TASK_NAME: Final = "appserver.app"
+
 NEW: Final = Phase.NEW
 IDLE: Final = Phase.IDLE
 HEAD: Final = Phase.HEAD
@@ -408,10 +412,15 @@ class Connection(asyncio.Protocol):
         connection), which must have a writable ``task`` attribute.
         """
         coro = self._run(app, scope, receive, send, context)
-        if self._fresh_context:
-            task = self.loop.create_task(coro, context=contextvars.Context())
+        loop = self.loop
+        fresh = contextvars.Context() if self._fresh_context else None
+        if loop.get_task_factory() is None:
+            # What loop.create_task does without a factory, less its cost: uvloop's lets the
+            # Task name itself ("Task-N", a string formatted per request) and re-enters the
+            # loop's checks; a task factory of the user's own is still honoured below.
+            task = _Task(coro, loop=loop, name=_TASK_NAME, context=fresh)
         else:
-            task = self.loop.create_task(coro)
+            task = loop.create_task(coro, context=fresh)
         context.task = task
         self.server_state.tasks.add(task)
 
