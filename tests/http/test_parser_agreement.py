@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -137,3 +138,26 @@ def test_adapters_agree(data: bytes, split: int) -> None:
         # Refused: the same requests were complete before the refusal.
         complete = lambda events: [e for e in events if e[0] == "head"]  # noqa: E731
         assert complete(h11_events) == complete(llhttp_events)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # Where the request line does not start the read (empty lines first, RFC 9112 §2.2) or
+        # more than one SP follows the method, the line's parts are not where method and
+        # target lengths put them: a CONNECT target may itself begin with "HTTP/1.1".
+        b"\r\n" * 5 + b"CONNECT HTTP/1.1x HTTP/1.0\r\nHost: x\r\n\r\n",
+        b"\r\n" * 6 + b"CONNECT HTTP/1.1:80 HTTP/1.0\r\n\r\n",
+        b"CONNECT" + b" " * 10 + b"HTTP/1.1 HTTP/1.0\r\nHost: x\r\n\r\n",
+        b"CONNECT  HTTP/1.1:80 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\r\nGET / HTTP/1.0\r\n\r\n",
+        b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+)
+@pytest.mark.parametrize("step", [1, 10_000])
+def test_adapters_agree_where_the_line_is_not_where_it_seems(data: bytes, step: int) -> None:
+    pieces = [data[i : i + step] for i in range(0, len(data), step)]
+    h11 = run_parser(H11Parser, pieces)
+    llhttp = run_parser(HttptoolsParser, pieces)
+    assert llhttp == h11

@@ -329,19 +329,25 @@ class HttptoolsParser:
         if self._counted and len(url) + len(method) + LINE_OVERHEAD > self._limits.request_line:
             raise BadRequest("request line too long", URI_TOO_LONG)
         # llhttp takes several SP between the parts of the request line as one; RFC 9112 §3
-        # lets us refuse, and h11 does. The first head in _fed is where its line begins: one
-        # SP after the method and one before the version put " HTTP/" right there (the common
-        # case, one cheap test); otherwise the line is looked for (see _spaced_line).
+        # lets us refuse, and h11 does. The first head in _fed is where its request begins,
+        # and its line there too unless empty lines came first (RFC 9112 §2.2; llhttp skips
+        # them). A line that starts _fed (its method's first byte at 0) with one SP after the
+        # method has its target right after that SP; " HTTP/" right after the target then
+        # means one SP before the version too (the common case, a few cheap tests). Otherwise
+        # the line is looked for (see _spaced_line).
         heads = self._fed_heads
         fed = self._fed
         version = ""
         if heads == 0:
             at = len(method) + len(url) + 1
-            if fed.startswith(b" HTTP/1.1", at):
+            lined_up = len(fed) > at and fed[0] == method[0] and fed[len(method) + 1] != 32
+            if lined_up and fed.startswith(b" HTTP/1.1", at):
                 # The version llhttp read, seen in its line: get_http_version() would format
                 # the same string anew ("{}.{}".format), a twentieth of a request's cost.
                 version = "1.1"
-            elif not fed.startswith(b" HTTP/", at) and _spaced_line(fed, method, url, 0):
+            elif not (lined_up and fed.startswith(b" HTTP/", at)) and _spaced_line(
+                fed, method, url, 0
+            ):
                 raise BadRequest("more than one SP between the parts of the request line")
         elif b"  " in fed and _spaced_line(fed, method, url, heads):
             raise BadRequest("more than one SP between the parts of the request line")
