@@ -263,6 +263,20 @@ def test_small_pieces_are_joined_and_no_empty_piece_is_written(http: str) -> Non
     assert all(piece for _, pieces in calls for piece in pieces)
 
 
+async def one_request(port: int) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data, closed = await read_until_close(reader, 5.0)
+    writer.close()
+    assert closed
+    return data
+
+
+async def no_content(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 204})
+    await send({"type": "http.response.body"})
+
+
 def test_app_runs_in_its_own_task_and_a_task_factory_is_honoured(http: str) -> None:
     """Each app call is an asyncio Task (current_task() is it: anyio relies on that), made by
     the loop's task factory when one is set, in a fresh context under reset_contextvars."""
@@ -280,14 +294,6 @@ def test_app_runs_in_its_own_task_and_a_task_factory_is_honoured(http: str) -> N
         made.append(task)
         return task
 
-    async def one_request(port: int) -> bytes:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data, closed = await read_until_close(reader, 5.0)
-        writer.close()
-        assert closed
-        return data
-
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for reset in (False, True):
@@ -304,3 +310,27 @@ def test_app_runs_in_its_own_task_and_a_task_factory_is_honoured(http: str) -> N
     for i, (task, by_factory) in enumerate(seen):
         assert isinstance(task, asyncio.Task)
         assert by_factory is (i % 2 == 1), i
+
+
+def test_a_loop_class_own_create_task_makes_the_app_task(http: str) -> None:
+    """A loop whose class overrides create_task (instrumentation does) makes the app's task."""
+    made: list[asyncio.Task[Any]] = []
+    current: list[asyncio.Task[Any] | None] = []
+
+    class RecordingLoop(asyncio.SelectorEventLoop):
+        def create_task(self, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+            task = super().create_task(coro, **kw)
+            made.append(task)
+            return task
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        current.append(asyncio.current_task())
+        await no_content(scope, receive, send)
+
+    async def main() -> bytes:
+        async with serve(app, http) as (_, port):
+            return await one_request(port)
+
+    with asyncio.Runner(loop_factory=RecordingLoop) as runner:
+        assert runner.run(asyncio.wait_for(main(), 10)).startswith(b"HTTP/1.1 204 ")
+    assert len(current) == 1 and current[0] in made

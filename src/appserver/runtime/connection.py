@@ -61,6 +61,17 @@ class Phase(enum.Enum):
 _Task: Final = asyncio.Task
 _TASK_NAME: Final = "appserver.app"
 
+
+def _creates_plain_tasks(loop: Any) -> bool:
+    """Whether ``loop.create_task`` is asyncio's or uvloop's own, not a loop class's override
+    (an instrumented loop's, say), so that making the Task directly changes nothing."""
+    create = getattr(type(loop), "create_task", None)
+    if create is asyncio.BaseEventLoop.create_task:
+        return True
+    uvloop_loop = sys.modules.get("uvloop.loop")  # imported when it is the loop in use
+    return uvloop_loop is not None and create is getattr(uvloop_loop.Loop, "create_task", None)
+
+
 NEW: Final = Phase.NEW
 IDLE: Final = Phase.IDLE
 HEAD: Final = Phase.HEAD
@@ -162,6 +173,7 @@ class Connection(asyncio.Protocol):
         "_limit",
         "_out",
         "_out_size",
+        "_plain_tasks",
         "_write_timeout",
         "_write_timer",
         "bytes_received",
@@ -190,6 +202,7 @@ class Connection(asyncio.Protocol):
         # reset_contextvars: each app call in an empty context, not a copy of the server's.
         self._fresh_context = reset_contextvars
         self.loop = loop
+        self._plain_tasks = _creates_plain_tasks(loop)
         self.transport = None
         self.phase = phase
         self.read_paused = False
@@ -414,10 +427,11 @@ class Connection(asyncio.Protocol):
         coro = self._run(app, scope, receive, send, context)
         loop = self.loop
         fresh = contextvars.Context() if self._fresh_context else None
-        if loop.get_task_factory() is None:
+        if self._plain_tasks and loop.get_task_factory() is None:
             # What loop.create_task does without a factory, less its cost: uvloop's lets the
             # Task name itself ("Task-N", a string formatted per request) and re-enters the
-            # loop's checks; a task factory of the user's own is still honoured below.
+            # loop's checks. A task factory of the user's own, or a loop class's own
+            # create_task, is still honoured below.
             task = _Task(coro, loop=loop, name=_TASK_NAME, context=fresh)
         else:
             task = loop.create_task(coro, context=fresh)
